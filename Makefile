@@ -1,0 +1,59 @@
+# debitwatch — one entry point for setting up, running and checking the project.
+#
+#   make demo    simulate traffic, replay it through the detector, evaluate (README, first command)
+#   make test    lint, type-check and run the whole test suite (README, second command; CI)
+#   make bench   throughput and memory benchmarks (writes bench/results/*.json)
+#
+# Everything installs into .venv from PyPI; nothing is installed system-wide.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+OUT    ?= out
+
+DEMO_TRANSACTIONS ?= 100000
+DEMO_SEED ?= 7
+
+.PHONY: install demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	  echo "debitwatch needs Python 3.11: '$(PYTHON)' was not found (set PYTHON=...)" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	  echo "debitwatch needs Python 3.11; $(PYTHON) is $$($(PYTHON) --version)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	@mkdir -p $(OUT)
+	$(BIN)/debitwatch simulate --transactions $(DEMO_TRANSACTIONS) --profile default \
+	  --seed $(DEMO_SEED) -o $(OUT)/capture.jsonl --truth $(OUT)/truth.jsonl
+	$(BIN)/debitwatch replay $(OUT)/capture.jsonl -o $(OUT)/alerts.jsonl \
+	  --dlq $(OUT)/dlq.jsonl --show-alerts 5
+	$(BIN)/debitwatch evaluate --truth $(OUT)/truth.jsonl $(OUT)/alerts.jsonl \
+	  --min-recall 1.0 --min-precision 1.0
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: install
+	$(BIN)/python bench/replay_throughput.py
+	$(BIN)/python bench/open_state_memory.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

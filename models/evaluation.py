@@ -1,0 +1,106 @@
+"""Scoring the detector against the simulator's ground truth (``debitwatch evaluate``).
+
+A detection is an alert firing at the end of the alert stream (its last state); it is
+a true positive when the truth has the same ``alert_id`` (the id is a function of the
+transaction key and the kind, so this also checks both). Precision and recall are per
+kind and overall (micro-averaged over transactions x kinds).
+
+Conventions where a ratio is 0/0: a kind with nothing to find and nothing found has
+precision and recall 1.0 (there was no way to be wrong); precision with no detections
+but something to find is 1.0 and its recall 0.0.
+
+The probable cause is scored on true positives: accuracy and a confusion table
+(truth -> predicted), as is ``paid_again``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable
+
+from models.alerts import TRANSACTION_KINDS, Alert
+from models.final_states import FinalStates
+from models.truth import TruthRecord
+
+
+@dataclasses.dataclass
+class KindScore:
+    true_positives: int = 0
+    false_positives: int = 0
+    false_negatives: int = 0
+
+    @property
+    def precision(self) -> float:
+        found = self.true_positives + self.false_positives
+        return self.true_positives / found if found else 1.0
+
+    @property
+    def recall(self) -> float:
+        expected = self.true_positives + self.false_negatives
+        return self.true_positives / expected if expected else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+@dataclasses.dataclass
+class Evaluation:
+    per_kind: dict[str, KindScore]
+    overall: KindScore
+    causes: Counter[tuple[str, str]]  # (truth, predicted) over true positives
+    paid_again: Counter[tuple[bool, bool]]
+    false_positive_ids: list[str]
+    false_negative_ids: list[str]
+
+    @property
+    def cause_accuracy(self) -> float:
+        total = sum(self.causes.values())
+        right = sum(n for (truth, predicted), n in self.causes.items() if truth == predicted)
+        return right / total if total else 1.0
+
+    @property
+    def paid_again_accuracy(self) -> float:
+        total = sum(self.paid_again.values())
+        right = sum(n for (truth, predicted), n in self.paid_again.items() if truth == predicted)
+        return right / total if total else 1.0
+
+
+def evaluate(truth: Iterable[TruthRecord], alerts: Iterable[Alert]) -> Evaluation:
+    """Compare the final firing alerts with the truth."""
+    expected = {record.alert_id: record for record in truth}
+    firing = {alert.alert_id: alert for alert in FinalStates.of(alerts).firing()}
+    kinds = [kind.value for kind in TRANSACTION_KINDS]
+    kinds += sorted({r.kind.value for r in expected.values()} - set(kinds))
+    kinds += sorted({a.kind.value for a in firing.values()} - set(kinds))
+    per_kind = {kind: KindScore() for kind in kinds}
+    causes: Counter[tuple[str, str]] = Counter()
+    paid_again: Counter[tuple[bool, bool]] = Counter()
+    false_positives = []
+    for alert_id, alert in firing.items():
+        record = expected.get(alert_id)
+        if record is None:
+            per_kind[alert.kind.value].false_positives += 1
+            false_positives.append(alert_id)
+            continue
+        per_kind[alert.kind.value].true_positives += 1
+        causes[(record.probable_cause.value, alert.probable_cause.value)] += 1
+        paid_again[(record.paid_again, alert.paid_again)] += 1
+    false_negatives = [alert_id for alert_id in expected if alert_id not in firing]
+    for alert_id in false_negatives:
+        per_kind[expected[alert_id].kind.value].false_negatives += 1
+    overall = KindScore(
+        sum(s.true_positives for s in per_kind.values()),
+        sum(s.false_positives for s in per_kind.values()),
+        sum(s.false_negatives for s in per_kind.values()),
+    )
+    return Evaluation(
+        per_kind,
+        overall,
+        causes,
+        paid_again,
+        sorted(false_positives),
+        sorted(false_negatives),
+    )

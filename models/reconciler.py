@@ -1,0 +1,386 @@
+"""The reconciliation core: events in arrival order in, alert state changes out.
+
+One :class:`Reconciler` is one partition of the join. It keeps per-transaction state
+(:mod:`models.transaction`), advances stream time (:mod:`models.stream_time`), closes
+windows in time order and publishes alert state changes to :attr:`Reconciler.outbox`.
+It never reads the wall clock and never touches Kafka or Faust: the offline replay and
+the stream workers feed it the same way, so they reach the same verdicts.
+
+The life of a transaction, with the defaults (window 300 s, grace 60 s, retention 7 d)::
+
+    09:15:02  first event for key T-1/000123/09:15:02   -> state created, due to close
+                                                           at 09:21:02
+    09:15:40  more events (either side, any order)       -> appended to its log
+    stream time passes 09:21:02                          -> verdict: each kind that holds
+                                                           fires; the state is kept for
+                                                           late events
+    11:40:00  a late refund                              -> applied, re-judged at once:
+                                                           a firing alert that no longer
+                                                           holds is published "resolved"
+    stream time passes 09:21:02 + 7 d                    -> state dropped; an event for
+                                                           the key now is ``too_late``
+
+A debit reversed inside the window never raises anything: nothing is judged before
+the window closes (CONTRACT §3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Final
+
+from models import currencies
+from models.alerts import TRANSACTION_KINDS, Alert, Kind, Status, alert_id
+from models.config import DetectionConfig
+from models.events import (
+    STEP_OUTCOME,
+    InputEvent,
+    Source,
+    Step,
+    TransactionEvent,
+    Watermark,
+)
+from models.instants import MICROS, format_micros, format_second, to_micros
+from models.scorer import score
+from models.stream_time import FOREVER, NEVER, DueQueue, Progress
+from models.transaction import (
+    FIRING,
+    FOLLOWUP_NONE,
+    FOLLOWUP_OTHER_CARD,
+    FOLLOWUP_SAME_CARD,
+    FOLLOWUP_UNKNOWN,
+    RESOLVED,
+    Txn,
+    split_key,
+    transaction_key,
+)
+from models.verdicts import Facts, conditions, fold, resolution
+
+_NUMERIC: Final = {alpha: c.numeric for alpha, c in currencies.CURRENCIES.items()}
+
+
+class Applied(enum.IntEnum):
+    """What :meth:`Reconciler.apply` did with an event."""
+
+    ACCEPTED = 0
+    LATE = 1  # accepted after its window closed, and judged again at once
+    DUPLICATE = 2  # redelivery: same event_id already in the transaction's log
+    TOO_LATE = 3  # the transaction's retention has passed: goes to the DLQ
+    WATERMARK = 4
+
+
+@dataclasses.dataclass(slots=True)
+class Stats:
+    """Counters for the summary and the metrics; never part of a verdict."""
+
+    events: int = 0
+    watermarks: int = 0
+    duplicates: int = 0
+    late: int = 0
+    too_late: int = 0
+    windows_closed: int = 0
+    expired: int = 0
+    fired: dict[str, int] = dataclasses.field(default_factory=dict)
+    resolved: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class Reconciler:
+    """Per-transaction join of terminal and issuer events, judged at window close.
+
+    ``store`` maps transaction keys to :class:`Txn`; a plain dict by default. The
+    stream workers pass their own mapping and persist the keys in :attr:`dirty`.
+    """
+
+    def __init__(
+        self,
+        config: DetectionConfig | None = None,
+        *,
+        store: MutableMapping[str, Txn] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config or DetectionConfig()
+        self.store: MutableMapping[str, Txn] = {} if store is None else store
+        self.progress = progress or Progress()
+        self.outbox: list[Alert] = []
+        self.stats = Stats()
+        self._window_us = round((self.config.match_window + self.config.grace) * MICROS)
+        self._retention_us = round(self.config.retention * MICROS)
+        self._followup_us = round(self.config.paid_again_window * MICROS)
+        self._closing = DueQueue()
+        self._expiring = DueQueue()
+        # terminal_id -> keys of its recent transactions, for the "paid again" lookup.
+        self._recent: dict[str, list[str]] = {}
+        self._recent_horizon_us = self._window_us + self._followup_us
+        if self.store:
+            self._rebuild_schedules()
+
+    # ------------------------------------------------------------------ input
+
+    @property
+    def stream_time(self) -> int:
+        return self.progress.stream_time
+
+    @property
+    def open_transactions(self) -> int:
+        """Transactions whose window has not closed yet."""
+        return len(self._closing)
+
+    def apply(self, source: Source, event: InputEvent) -> Applied:
+        """Take one valid event of ``source`` in arrival order."""
+        if isinstance(event, Watermark):
+            self.stats.watermarks += 1
+            self._advance(source, to_micros(event.occurred_at))
+            return Applied.WATERMARK
+        assert isinstance(event, TransactionEvent)
+        self.stats.events += 1
+        occurred = to_micros(event.occurred_at)
+        second = to_micros(event.transmitted_at) // MICROS
+        key = transaction_key(event.terminal_id, event.stan, second)
+        now = self.progress.stream_time
+        close_at = second * MICROS + self._window_us
+        txn = self.store.get(key)
+        if txn is None:
+            if close_at + self._retention_us < now:
+                self.stats.too_late += 1
+                self._advance(source, occurred)
+                return Applied.TOO_LATE
+            txn = Txn(key, sys.intern(event.merchant_id), event.card_token)
+            self.store[key] = txn
+            if close_at >= now:
+                self._closing.add(close_at, key)
+            else:
+                self._expiring.add(close_at + self._retention_us, key)
+            self._remember(event.terminal_id, key, second)
+        elif txn.has_event(event.event_id):
+            self.stats.duplicates += 1
+            self._advance(source, occurred)
+            return Applied.DUPLICATE
+        if source == "terminal" and not txn.from_terminal:
+            txn.merchant_id = sys.intern(event.merchant_id)
+            txn.card_token = event.card_token
+            txn.from_terminal = True
+        txn.append(
+            event.step(),
+            occurred,
+            event.amount_minor,
+            _NUMERIC[event.currency],
+            event.response_code,
+            event.event_id,
+        )
+        applied = Applied.ACCEPTED
+        if close_at < now:
+            self.stats.late += 1
+            self._judge(txn, close_at, max(close_at, occurred))
+            applied = Applied.LATE
+        self._advance(source, occurred)
+        return applied
+
+    def advance(self, source: Source, to_us: int) -> None:
+        """Move ``source``'s progress to at least ``to_us`` (idle advance, shells)."""
+        self._advance(source, to_us)
+
+    def finish(self) -> None:
+        """End of a capture (CONTRACT §4): both progresses to infinity, every window closes."""
+        self._advance("terminal", FOREVER)
+        self._advance("issuer", FOREVER)
+
+    def take_alerts(self) -> list[Alert]:
+        """Hand over the alerts published since the last call."""
+        out, self.outbox = self.outbox, []
+        return out
+
+    # ------------------------------------------------------------- internals
+
+    def _advance(self, source: Source, at: int) -> None:
+        progress = self.progress
+        before = progress.stream_time
+        progress.observe(source, at)
+        now = progress.stream_time
+        if now > before:
+            self._close_passed(now)
+
+    def _close_passed(self, now: int) -> None:
+        store = self.store
+        for due, key in self._closing.pop_passed(now):
+            txn = store.get(key)
+            if txn is None:
+                continue
+            self.stats.windows_closed += 1
+            self._judge(txn, due, min(now, due))
+            self._expiring.add(due + self._retention_us, key)
+        for _due, key in self._expiring.pop_passed(now):
+            if store.pop(key, None) is not None:
+                self.stats.expired += 1
+
+    def _remember(self, terminal_id: str, key: str, second: int) -> None:
+        recent = self._recent.get(terminal_id)
+        if recent is None:
+            self._recent[terminal_id] = [key]
+            return
+        recent.append(key)
+        horizon = (self.progress.stream_time - self._recent_horizon_us) // MICROS
+        stale = 0
+        for old in recent:
+            if split_key(old)[2] >= horizon:
+                break
+            stale += 1
+        if stale:
+            del recent[:stale]
+
+    def _followup(self, txn: Txn, facts: Facts) -> int:
+        """Did the cardholder pay again at this terminal soon after? (scorer input)
+
+        Looked up once, when the first alert of the transaction fires, and kept in the
+        state: the later sale's events are in by then, because the window (300 s +
+        60 s grace) outlasts ``paid_again_window`` (300 s).
+        """
+        terminal_id, _stan, second = split_key(txn.key)
+        latest = second + self._followup_us // MICROS
+        same_card = other_card = False
+        for key in self._recent.get(terminal_id, ()):
+            if key == txn.key or not second < split_key(key)[2] <= latest:
+                continue
+            other = self.store.get(key)
+            if other is None:
+                continue
+            later = fold(other.log())
+            if not later.completed:
+                continue
+            if other.card_token == txn.card_token:
+                same_card = True
+            elif (later.terminal_amount, later.terminal_currency) == (
+                facts.terminal_amount,
+                facts.terminal_currency,
+            ):
+                other_card = True
+        if other_card:
+            return FOLLOWUP_OTHER_CARD
+        return FOLLOWUP_SAME_CARD if same_card else FOLLOWUP_NONE
+
+    def _judge(self, txn: Txn, close_at: int, detected_us: int) -> None:
+        """Judge every kind for ``txn`` now and publish what changed."""
+        facts = fold(txn.log())
+        holds = conditions(facts, self.config)
+        for kind in TRANSACTION_KINDS:
+            status = txn.alert_status(kind)
+            if holds[kind]:
+                if status != FIRING:
+                    if txn.followup == FOLLOWUP_UNKNOWN:
+                        txn.followup = self._followup(txn, facts)
+                    if txn.alerts is None:
+                        txn.alerts = {}
+                    txn.alerts[kind] = (FIRING, detected_us)
+                    self._publish(txn, kind, facts, Status.FIRING, close_at, detected_us)
+            elif status == FIRING:
+                assert txn.alerts is not None
+                first_detected = txn.alerts[kind][1]
+                txn.alerts[kind] = (RESOLVED, first_detected)
+                self._publish(
+                    txn,
+                    kind,
+                    facts,
+                    Status.RESOLVED,
+                    close_at,
+                    first_detected,
+                    resolved_us=detected_us,
+                )
+
+    def _publish(
+        self,
+        txn: Txn,
+        kind: Kind,
+        facts: Facts,
+        status: Status,
+        close_at: int,
+        detected_us: int,
+        resolved_us: int | None = None,
+    ) -> None:
+        terminal_id, stan, second = split_key(txn.key)
+        followup = txn.followup if txn.followup != FOLLOWUP_UNKNOWN else FOLLOWUP_NONE
+        scored = score(kind, facts, followup, second * MICROS, self.config)
+        issuer = facts.issuer_amount
+        currency = facts.terminal_currency
+        if currency is None and issuer is not None:
+            currency = issuer[1]
+        counter = self.stats.fired if status is Status.FIRING else self.stats.resolved
+        counter[kind] = counter.get(kind, 0) + 1
+        self.outbox.append(
+            Alert(
+                alert_id=alert_id(terminal_id, stan, second, kind),
+                kind=kind,
+                status=status,
+                terminal_id=terminal_id,
+                merchant_id=txn.merchant_id,
+                stan=stan,
+                transmitted_at=format_second(second),
+                card_token=txn.card_token,
+                currency=_alpha(currency),
+                terminal_amount_minor=facts.terminal_amount,
+                issuer_amount_minor=issuer[0] if issuer else None,
+                at_risk_minor=scored.at_risk_minor,
+                evidence=facts.evidence_ids(),
+                detected_at=format_micros(detected_us),
+                explanation=scored.explanation,
+                probable_cause=scored.probable_cause,
+                severity=scored.severity,
+                score=scored.score,
+                resolved_at=None if resolved_us is None else format_micros(resolved_us),
+                resolution=None if resolved_us is None else resolution(kind, facts),
+                issuer_currency=_alpha(issuer[1]) if issuer else None,
+                terminal_outcome=_outcome_word(facts),
+                net_position_minor=facts.net,
+                paid_again=scored.paid_again,
+                window_closed_at=format_micros(close_at),
+            )
+        )
+
+    def _rebuild_schedules(self) -> None:
+        """After a restore: re-derive the close/expiry schedule and the recent index.
+
+        Both are functions of the keys and the stream time, so they are not persisted.
+        """
+        now = self.progress.stream_time
+        horizon = None if now == NEVER else (now - self._recent_horizon_us) // MICROS
+        recent: list[tuple[int, str, str]] = []
+        for key in self.store:
+            terminal_id, _stan, second = split_key(key)
+            close_at = second * MICROS + self._window_us
+            if close_at >= now:
+                self._closing.add(close_at, key)
+            else:
+                self._expiring.add(close_at + self._retention_us, key)
+            if horizon is None or second >= horizon:
+                recent.append((second, terminal_id, key))
+        recent.sort()
+        for _second, terminal_id, key in recent:
+            self._recent.setdefault(terminal_id, []).append(key)
+
+
+def _alpha(numeric: int | None) -> str | None:
+    if numeric is None:
+        return None
+    found = currencies.BY_NUMERIC.get(numeric)
+    return found.alpha if found else None
+
+
+def _outcome_word(facts: Facts) -> str | None:
+    if facts.terminal_reversal:
+        return "reversed"
+    return None if facts.outcome is None else STEP_OUTCOME[facts.outcome]
+
+
+def replay_events(
+    events: Iterable[tuple[Source, InputEvent]], config: DetectionConfig | None = None
+) -> list[Alert]:
+    """Run a whole capture of valid events through one reconciler (tests, notebooks)."""
+    reconciler = Reconciler(config)
+    for source, event in events:
+        reconciler.apply(source, event)
+    reconciler.finish()
+    return reconciler.take_alerts()
+
+
+__all__ = ["Applied", "Reconciler", "Stats", "Step", "replay_events"]
