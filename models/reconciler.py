@@ -45,7 +45,7 @@ from models.events import (
 )
 from models.instants import MICROS, format_micros, format_second, to_micros
 from models.scorer import score
-from models.stream_time import FOREVER, NEVER, DueQueue, Progress
+from models.stream_time import FOREVER, DueQueue, Progress
 from models.transaction import (
     FIRING,
     FOLLOWUP_NONE,
@@ -55,11 +55,11 @@ from models.transaction import (
     RESOLVED,
     Txn,
     split_key,
-    transaction_key,
 )
-from models.verdicts import Facts, conditions, fold, resolution
+from models.verdicts import Facts, fold, holding, resolution, tally
 
 _NUMERIC: Final = {alpha: c.numeric for alpha, c in currencies.CURRENCIES.items()}
+_PRUNE_EVERY: Final = 16
 
 
 class Applied(enum.IntEnum):
@@ -70,6 +70,14 @@ class Applied(enum.IntEnum):
     DUPLICATE = 2  # redelivery: same event_id already in the transaction's log
     TOO_LATE = 3  # the transaction's retention has passed: goes to the DLQ
     WATERMARK = 4
+
+
+# Enum attribute lookups cost ~190 ns each on CPython 3.11; the per-event path uses these.
+_ACCEPTED: Final = Applied.ACCEPTED
+_LATE: Final = Applied.LATE
+_DUPLICATE: Final = Applied.DUPLICATE
+_TOO_LATE: Final = Applied.TOO_LATE
+_WATERMARK: Final = Applied.WATERMARK
 
 
 @dataclasses.dataclass(slots=True)
@@ -113,7 +121,7 @@ class Reconciler:
         self._expiring = DueQueue()
         # terminal_id -> keys of its recent transactions, for the "paid again" lookup.
         self._recent: dict[str, list[str]] = {}
-        self._recent_horizon_us = self._window_us + self._followup_us
+        self._recent_horizon_s = (self._window_us + self._followup_us) // MICROS
         if self.store:
             self._rebuild_schedules()
 
@@ -130,23 +138,40 @@ class Reconciler:
 
     def apply(self, source: Source, event: InputEvent) -> Applied:
         """Take one valid event of ``source`` in arrival order."""
-        if isinstance(event, Watermark):
-            self.stats.watermarks += 1
-            self._advance(source, to_micros(event.occurred_at))
-            return Applied.WATERMARK
+        if type(event) is Watermark:
+            return self.apply_watermark(source, to_micros(event.occurred_at))
         assert isinstance(event, TransactionEvent)
-        self.stats.events += 1
-        occurred = to_micros(event.occurred_at)
-        second = to_micros(event.transmitted_at) // MICROS
-        key = transaction_key(event.terminal_id, event.stan, second)
-        now = self.progress.stream_time
+        occurred, transmitted = to_micros(event.occurred_at), to_micros(event.transmitted_at)
+        return self.apply_valid(source, event, occurred, transmitted // MICROS)
+
+    def apply_watermark(self, source: Source, at_us: int) -> Applied:
+        """CONTRACT §1.3: ``source`` has sent everything up to ``at_us``."""
+        self.stats.watermarks += 1
+        self._advance(source, at_us)
+        return _WATERMARK
+
+    def apply_valid(
+        self, source: Source, event: TransactionEvent, occurred: int, second: int
+    ) -> Applied:
+        """:meth:`apply` for a validated transaction event whose instants are known.
+
+        ``occurred`` is ``occurred_at`` in microseconds, ``second`` the key's second
+        (``transmitted_at`` in whole seconds). This is the per-event path (hundreds of
+        thousands a second), hence the locals and the inlined checks; everything slow
+        happens at window close.
+        """
+        stats = self.stats
+        stats.events += 1
+        key = f"{event.terminal_id}/{event.stan}/{second}"  # transaction_key(), inlined
+        progress = self.progress
+        now = progress.terminal if progress.terminal < progress.issuer else progress.issuer
         close_at = second * MICROS + self._window_us
         txn = self.store.get(key)
         if txn is None:
             if close_at + self._retention_us < now:
-                self.stats.too_late += 1
+                stats.too_late += 1
                 self._advance(source, occurred)
-                return Applied.TOO_LATE
+                return _TOO_LATE
             txn = Txn(key, sys.intern(event.merchant_id), event.card_token)
             self.store[key] = txn
             if close_at >= now:
@@ -155,9 +180,9 @@ class Reconciler:
                 self._expiring.add(close_at + self._retention_us, key)
             self._remember(event.terminal_id, key, second)
         elif txn.has_event(event.event_id):
-            self.stats.duplicates += 1
+            stats.duplicates += 1
             self._advance(source, occurred)
-            return Applied.DUPLICATE
+            return _DUPLICATE
         if source == "terminal" and not txn.from_terminal:
             txn.merchant_id = sys.intern(event.merchant_id)
             txn.card_token = event.card_token
@@ -170,11 +195,13 @@ class Reconciler:
             event.response_code,
             event.event_id,
         )
-        applied = Applied.ACCEPTED
+        applied = _ACCEPTED
         if close_at < now:
-            self.stats.late += 1
+            # Late: the window has closed, so the verdict is revisited now. It is dated
+            # by the event that changed it (never before the window closed).
+            stats.late += 1
             self._judge(txn, close_at, max(close_at, occurred))
-            applied = Applied.LATE
+            applied = _LATE
         self._advance(source, occurred)
         return applied
 
@@ -195,40 +222,60 @@ class Reconciler:
     # ------------------------------------------------------------- internals
 
     def _advance(self, source: Source, at: int) -> None:
+        """Move ``source``'s progress to ``at``; close what the new stream time passes.
+
+        Stream time is the smaller progress, so it only moves when the source that moved
+        was the one behind (or level): then it becomes min(at, other).
+        """
         progress = self.progress
-        before = progress.stream_time
-        progress.observe(source, at)
-        now = progress.stream_time
-        if now > before:
-            self._close_passed(now)
+        if source == "terminal":
+            before, other = progress.terminal, progress.issuer
+            if at <= before:
+                return
+            progress.terminal = at
+        else:
+            before, other = progress.issuer, progress.terminal
+            if at <= before:
+                return
+            progress.issuer = at
+        if before < other:
+            self._close_passed(at if at < other else other)
 
     def _close_passed(self, now: int) -> None:
-        store = self.store
-        for due, key in self._closing.pop_passed(now):
-            txn = store.get(key)
-            if txn is None:
-                continue
-            self.stats.windows_closed += 1
-            self._judge(txn, due, min(now, due))
-            self._expiring.add(due + self._retention_us, key)
-        for _due, key in self._expiring.pop_passed(now):
-            if store.pop(key, None) is not None:
-                self.stats.expired += 1
+        closing, expiring = self._closing, self._expiring
+        if closing.next_due_before(now):
+            store = self.store
+            for due, key in closing.pop_passed(now):
+                txn = store.get(key)
+                if txn is None:
+                    continue
+                self.stats.windows_closed += 1
+                self._judge(txn, due, due)
+                expiring.add(due + self._retention_us, key)
+        if expiring.next_due_before(now):
+            store = self.store
+            for _due, key in expiring.pop_passed(now):
+                if store.pop(key, None) is not None:
+                    self.stats.expired += 1
 
     def _remember(self, terminal_id: str, key: str, second: int) -> None:
+        """Index the transaction under its terminal, for the paid-again lookup.
+
+        A terminal keeps the keys sent within ``match_window + grace + paid_again_window``
+        of its newest one: every sale that can still be asked about (a few more until
+        the next prune, every ``_PRUNE_EVERY`` sales). Pruning measures against the
+        terminal's own newest key, never against stream time, which may stand still for
+        hours while a feed is down.
+        """
         recent = self._recent.get(terminal_id)
         if recent is None:
             self._recent[terminal_id] = [key]
             return
         recent.append(key)
-        horizon = (self.progress.stream_time - self._recent_horizon_us) // MICROS
-        stale = 0
-        for old in recent:
-            if split_key(old)[2] >= horizon:
-                break
-            stale += 1
-        if stale:
-            del recent[:stale]
+        if len(recent) % _PRUNE_EVERY == 0:
+            horizon = second - self._recent_horizon_s
+            while split_key(recent[0])[2] < horizon:
+                del recent[0]
 
     def _followup(self, txn: Txn, facts: Facts) -> int:
         """Did the cardholder pay again at this terminal soon after? (scorer input)
@@ -246,7 +293,7 @@ class Reconciler:
             other = self.store.get(key)
             if other is None:
                 continue
-            later = fold(other.log())
+            later = tally(other)
             if not later.completed:
                 continue
             if other.card_token == txn.card_token:
@@ -262,19 +309,25 @@ class Reconciler:
 
     def _judge(self, txn: Txn, close_at: int, detected_us: int) -> None:
         """Judge every kind for ``txn`` now and publish what changed."""
-        facts = fold(txn.log())
-        holds = conditions(facts, self.config)
-        for kind in TRANSACTION_KINDS:
+        counts = tally(txn)
+        holds = holding(counts, self.config)
+        if txn.alerts is None and not any(holds):
+            return  # the common case: a matched or clean sale, nothing to say
+        facts: Facts | None = None
+        for kind, holds_now in zip(TRANSACTION_KINDS, holds, strict=True):
             status = txn.alert_status(kind)
-            if holds[kind]:
-                if status != FIRING:
-                    if txn.followup == FOLLOWUP_UNKNOWN:
-                        txn.followup = self._followup(txn, facts)
-                    if txn.alerts is None:
-                        txn.alerts = {}
-                    txn.alerts[kind] = (FIRING, detected_us)
-                    self._publish(txn, kind, facts, Status.FIRING, close_at, detected_us)
-            elif status == FIRING:
+            if holds_now == (status == FIRING):
+                continue
+            if facts is None:
+                facts = fold(txn)
+            if holds_now:
+                if txn.followup == FOLLOWUP_UNKNOWN:
+                    txn.followup = self._followup(txn, facts)
+                if txn.alerts is None:
+                    txn.alerts = {}
+                txn.alerts[kind] = (FIRING, detected_us)
+                self._publish(txn, kind, facts, Status.FIRING, close_at, detected_us)
+            else:
                 assert txn.alerts is not None
                 first_detected = txn.alerts[kind][1]
                 txn.alerts[kind] = (RESOLVED, first_detected)
@@ -328,7 +381,7 @@ class Reconciler:
                 severity=scored.severity,
                 score=scored.score,
                 resolved_at=None if resolved_us is None else format_micros(resolved_us),
-                resolution=None if resolved_us is None else resolution(kind, facts),
+                resolution=None if resolved_us is None else resolution(kind, facts.tally),
                 issuer_currency=_alpha(issuer[1]) if issuer else None,
                 terminal_outcome=_outcome_word(facts),
                 net_position_minor=facts.net,
@@ -343,8 +396,7 @@ class Reconciler:
         Both are functions of the keys and the stream time, so they are not persisted.
         """
         now = self.progress.stream_time
-        horizon = None if now == NEVER else (now - self._recent_horizon_us) // MICROS
-        recent: list[tuple[int, str, str]] = []
+        by_time: list[tuple[int, str, str]] = []
         for key in self.store:
             terminal_id, _stan, second = split_key(key)
             close_at = second * MICROS + self._window_us
@@ -352,11 +404,10 @@ class Reconciler:
                 self._closing.add(close_at, key)
             else:
                 self._expiring.add(close_at + self._retention_us, key)
-            if horizon is None or second >= horizon:
-                recent.append((second, terminal_id, key))
-        recent.sort()
-        for _second, terminal_id, key in recent:
-            self._recent.setdefault(terminal_id, []).append(key)
+            by_time.append((second, terminal_id, key))
+        by_time.sort()
+        for second, terminal_id, key in by_time:
+            self._remember(terminal_id, key, second)
 
 
 def _alpha(numeric: int | None) -> str | None:

@@ -89,12 +89,14 @@ def _major_units(amount: int, numeric: int | None) -> float:
 def looks_mis_keyed(shown: int, taken: int) -> bool:
     """Typical keying slips: a digit too many or too few (x10, /10), two digits swapped.
 
-    >>> looks_mis_keyed(1250, 12500), looks_mis_keyed(1250, 1520), looks_mis_keyed(1250, 1275)
-    (True, True, False)
+    >>> looks_mis_keyed(1250, 12500), looks_mis_keyed(1255, 125), looks_mis_keyed(1250, 1520)
+    (True, True, True)
+    >>> looks_mis_keyed(1250, 1275)
+    False
     """
     if shown <= 0 or taken <= 0:
         return False
-    if taken in (shown * 10, shown * 100) or shown in (taken * 10, taken * 100):
+    if taken in (shown * 10, shown * 100, shown // 10, shown // 100):
         return True
     a, b = str(shown), str(taken)
     if len(a) != len(b):
@@ -252,6 +254,10 @@ def _taken(facts: Facts) -> str:
     return "took" if facts.debit_count else "blocked"
 
 
+def _taken_participle(facts: Facts) -> str:
+    return "taken" if facts.debit_count else "blocked"
+
+
 def _ghost_sentence(cause: Cause, facts: Facts, amount: str) -> str:
     shown = _OUTCOME_WORD.get(facts.outcome) if facts.outcome else None
     took = _taken(facts)
@@ -268,7 +274,7 @@ def _ghost_sentence(cause: Cause, facts: Facts, amount: str) -> str:
     if cause is Cause.PAYMENT_METHOD_SWITCH:
         return (
             f"The sale was cancelled when the cardholder switched to another card, but the "
-            f"bank had already {took} {amount} from this card."
+            f"bank had already {_taken_participle(facts)} {amount} from this card."
         )
     if cause is Cause.OPERATOR_ERROR:
         return (

@@ -137,6 +137,10 @@ class DueQueue:
     def next_due(self) -> int | None:
         return self._heap[0] if self._heap else None
 
+    def next_due_before(self, now: int) -> bool:
+        """True when something is due before ``now`` (cheap: no generator)."""
+        return bool(self._heap) and self._heap[0] < now
+
     def pop_passed(self, now: int) -> Iterator[tuple[int, str]]:
         """Yield ``(due, key)`` for every entry with ``due < now``, oldest first.
 

@@ -31,6 +31,11 @@ from models.events import Step
 
 RECORD: Final = struct.Struct("<BqqH2s")
 NO_RESPONSE_CODE: Final = b"\0\0"
+# Event ids are kept as one string, each id followed by this separator: one object per
+# transaction instead of a tuple plus one string per event (~230 bytes less for a
+# 4-event sale). Validation refuses ids with control characters, so it cannot occur
+# inside an id.
+ID_SEPARATOR: Final = "\x1f"
 
 # Alert lifecycle per kind, persisted: (status, detected_at_us).
 FIRING: Final = 1
@@ -75,9 +80,9 @@ class Txn:
     __slots__ = (
         "alerts",
         "card_token",
-        "event_ids",
         "followup",
         "from_terminal",
+        "ids",
         "key",
         "merchant_id",
         "records",
@@ -88,13 +93,19 @@ class Txn:
         self.merchant_id = merchant_id
         self.card_token = card_token
         self.records = b""
-        self.event_ids: tuple[str, ...] = ()
+        self.ids = ID_SEPARATOR
         self.alerts: dict[str, tuple[int, int]] | None = None
         self.followup = FOLLOWUP_UNKNOWN
         self.from_terminal = False
 
     def has_event(self, event_id: str) -> bool:
-        return event_id in self.event_ids
+        """Is ``event_id`` in the log already (a redelivery)?"""
+        return f"{ID_SEPARATOR}{event_id}{ID_SEPARATOR}" in self.ids
+
+    @property
+    def event_ids(self) -> list[str]:
+        """The event ids in arrival order (the order of :attr:`records`)."""
+        return self.ids[1:-1].split(ID_SEPARATOR) if len(self.ids) > 1 else []
 
     def append(
         self,
@@ -107,7 +118,7 @@ class Txn:
     ) -> None:
         code = response_code.encode() if response_code else NO_RESPONSE_CODE
         self.records += RECORD.pack(step, occurred_us, amount_minor, currency, code)
-        self.event_ids += (event_id,)
+        self.ids += event_id + ID_SEPARATOR
 
     def log(self) -> Iterator[Record]:
         """The events in arrival order."""
@@ -138,7 +149,7 @@ class Txn:
                 self.merchant_id,
                 self.card_token,
                 self.records,
-                self.event_ids,
+                self.ids,
                 self.alerts,
                 self.followup,
                 self.from_terminal,
@@ -154,14 +165,14 @@ class Txn:
             raise ValueError(f"transaction state version {version} is not {_STATE_VERSION}")
         txn = cls(key, merchant, card)
         txn.records = records
-        txn.event_ids = tuple(ids)
+        txn.ids = ids
         txn.alerts = None if alerts is None else {k: (s, t) for k, (s, t) in alerts.items()}
         txn.followup = followup
         txn.from_terminal = from_terminal
         return txn
 
     def __repr__(self) -> str:
-        return f"Txn({self.key!r}, events={len(self.event_ids)}, alerts={self.alerts})"
+        return f"Txn({self.key!r}, events={len(self.records) // RECORD.size}, alerts={self.alerts})"
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
@@ -172,7 +183,7 @@ _DECODER: Final = msgspec.msgpack.Decoder(
         str,
         str,
         bytes,
-        list[str],
+        str,
         dict[str, tuple[int, int]] | None,
         int,
         bool,

@@ -30,6 +30,7 @@ from models.events import (
     TerminalEvent,
     TransactionEvent,
 )
+from models.instants import EPOCH, MICROS
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 _MAX_DETAIL_CHARS: Final = 200
@@ -113,14 +114,39 @@ def decode_event(source: Source, raw: bytes, max_clock_skew: timedelta) -> Input
     except UnicodeDecodeError as error:  # msgspec raises it for invalid UTF-8 in strings
         return Rejection(Reason.INVALID_JSON, _detail(f"not UTF-8: {error.reason}"))
     if isinstance(event, TransactionEvent):
-        if event.currency not in currencies.CURRENCIES:
-            return Rejection(
-                Reason.UNKNOWN_CURRENCY, _detail(f"{event.currency!r} is not an ISO 4217 code")
-            )
-        if event.transmitted_at - event.occurred_at > max_clock_skew:
-            return Rejection(
-                Reason.CLOCK_SKEW,
-                f"transmitted_at is {event.transmitted_at - event.occurred_at} after "
-                f"occurred_at (max_clock_skew {max_clock_skew})",
-            )
+        checked = validate(event, round(max_clock_skew.total_seconds() * MICROS))
+        if isinstance(checked, Rejection):
+            return checked
     return event
+
+
+def validate(event: TransactionEvent, max_clock_skew_us: int) -> Rejection | tuple[int, int]:
+    """The rules a schema cannot express; on success, the event's two instants.
+
+    Returns ``(occurred_us, transmitted_us)`` so the caller does not convert the
+    datetimes a second time: the reconciler wants them as integers anyway.
+    """
+    if not event.event_id.isprintable():
+        return Rejection(Reason.INVALID_VALUE, "event_id contains control characters")
+    stan = event.stan
+    if not (stan.isdigit() and stan.isascii()):
+        return Rejection(Reason.INVALID_VALUE, _detail(f"stan {stan!r} is not 6 digits"))
+    code = event.response_code
+    if code is not None and not code.isascii():
+        return Rejection(Reason.INVALID_VALUE, _detail(f"response_code {code!r} is not ASCII"))
+    if event.currency not in currencies.CURRENCIES:
+        return Rejection(
+            Reason.UNKNOWN_CURRENCY, _detail(f"{event.currency!r} is not an ISO 4217 code")
+        )
+    # to_micros() inlined: this runs for every event.
+    delta = event.occurred_at - EPOCH
+    occurred = (delta.days * 86_400 + delta.seconds) * MICROS + delta.microseconds
+    delta = event.transmitted_at - EPOCH
+    transmitted = (delta.days * 86_400 + delta.seconds) * MICROS + delta.microseconds
+    if transmitted - occurred > max_clock_skew_us:
+        return Rejection(
+            Reason.CLOCK_SKEW,
+            f"transmitted_at is {(transmitted - occurred) / MICROS:.3f} s after occurred_at "
+            f"(max_clock_skew {max_clock_skew_us / MICROS:g} s)",
+        )
+    return occurred, transmitted

@@ -1,78 +1,282 @@
-"""What a transaction's log means: each side's story, the net position, the alert kinds.
+"""What a transaction's log means: the net position, each side's story, the alert kinds.
 
 Everything here is a pure function of the event log, so a verdict does not depend on
 the order the events arrived in (the latest terminal outcome is chosen by
 ``occurred_at``, ties by event id), and redeliveries never reach the log.
 
-The kinds (CONTRACT §2) are judged independently; a timed-out sale debited twice is
-both an ``unmatched_debit`` and a ``duplicate_debit``.
+Two folds of the same log, for two costs:
+
+* :func:`tally` keeps only what the five conditions of CONTRACT §2 need. It runs for
+  every transaction at window close, and most transactions are matched sales that
+  raise nothing, so it is a single loop over packed records with local variables.
+* :func:`fold` adds the details the scorer explains with (times, authorization,
+  evidence). It runs only for a transaction that has, or had, an alert.
+
+The kinds are judged independently; a timed-out sale debited twice is both an
+``unmatched_debit`` and a ``duplicate_debit``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from typing import Final
 
-from models.alerts import Kind
+from models.alerts import TRANSACTION_KINDS, Kind
 from models.config import DetectionConfig
 from models.events import Step
-from models.transaction import Record
+from models.transaction import NO_RESPONSE_CODE, RECORD, Txn
+
+# Plain ints for the hot loops: comparing IntEnum members costs an enum lookup each.
+_REQUEST: Final = int(Step.REQUEST)
+_APPROVED: Final = int(Step.APPROVED)
+_TERMINAL_REVERSAL: Final = int(Step.TERMINAL_REVERSAL)
+_AUTH_APPROVED: Final = int(Step.AUTH_APPROVED)
+_AUTH_DECLINED: Final = int(Step.AUTH_DECLINED)
+_HOLD: Final = int(Step.HOLD)
+_HOLD_RELEASE: Final = int(Step.HOLD_RELEASE)
+_DEBIT: Final = int(Step.DEBIT)
+_ISSUER_REVERSAL: Final = int(Step.ISSUER_REVERSAL)
+_REFUND: Final = int(Step.REFUND)
+
+
+class Tally:
+    """The aggregates CONTRACT §1.2 defines the net position and completion with.
+
+    ``net`` and ``completed`` are computed once, in :func:`tally`, the only place that
+    defines them.
+    """
+
+    __slots__ = (
+        "completed",
+        "debit_count",
+        "debited",
+        "hold_release_sum",
+        "live_debits",
+        "money_amounts",
+        "net",
+        "outcome",
+        "refund_count",
+        "reversal_count",
+        "terminal_amount",
+        "terminal_currency",
+        "terminal_reversal",
+    )
+
+    def __init__(
+        self,
+        outcome: int,
+        terminal_reversal: bool,
+        terminal_amount: int | None,
+        terminal_currency: int | None,
+        completed: bool,
+        net: int,
+        debited: int,
+        debit_count: int,
+        live_debits: int,
+        reversal_count: int,
+        refund_count: int,
+        hold_release_sum: int,
+        money_amounts: list[tuple[int, int]],
+    ) -> None:
+        self.outcome = outcome  # the latest terminal outcome's Step value, 0 for none
+        self.terminal_reversal = terminal_reversal
+        self.terminal_amount = terminal_amount
+        self.terminal_currency = terminal_currency
+        self.completed = completed  # latest outcome approved and no terminal reversal
+        self.net = net  # the cardholder's net position
+        self.debited = debited
+        self.debit_count = debit_count
+        self.live_debits = live_debits  # count(debit) - count(reversal) - count(refund)
+        self.reversal_count = reversal_count
+        self.refund_count = refund_count
+        self.hold_release_sum = hold_release_sum
+        self.money_amounts = money_amounts  # (amount, currency) of every debit and hold
+
+
+def tally(txn: Txn) -> Tally:
+    """Fold a transaction's log into its :class:`Tally` (CONTRACT §1.2, exactly)."""
+    outcome = 0
+    outcome_at: int | None = None
+    outcome_index = 0
+    reversal_sent = False
+    terminal_amount: int | None = None
+    terminal_currency: int | None = None
+    request_at: int | None = None
+    debit_count = debit_sum = hold_sum = release_sum = 0
+    reversal_count = reversal_sum = refund_count = refund_sum = 0
+    money: list[tuple[int, int]] = []
+    for index, (step, at, amount, currency, _code) in enumerate(RECORD.iter_unpack(txn.records)):
+        if step > _TERMINAL_REVERSAL:  # issuer
+            if step == _DEBIT:
+                debit_count += 1
+                debit_sum += amount
+                money.append((amount, currency))
+            elif step == _HOLD:
+                hold_sum += amount
+                money.append((amount, currency))
+            elif step == _ISSUER_REVERSAL:
+                reversal_count += 1
+                reversal_sum += amount
+            elif step == _REFUND:
+                refund_count += 1
+                refund_sum += amount
+            elif step == _HOLD_RELEASE:
+                release_sum += amount
+        elif step == _REQUEST:
+            # The earliest request's amount is the terminal's, unless an outcome says more.
+            if request_at is None or at < request_at:
+                request_at = at
+                if outcome_at is None:
+                    terminal_amount, terminal_currency = amount, currency
+        elif step == _TERMINAL_REVERSAL:
+            reversal_sent = True
+            if terminal_amount is None:
+                terminal_amount, terminal_currency = amount, currency
+        elif (
+            outcome_at is None
+            or at > outcome_at
+            or (at == outcome_at and _later_id(txn, index, outcome_index))
+        ):  # an outcome: the latest by occurred_at counts, ties broken by event id
+            outcome_at, outcome_index, outcome = at, index, step
+            terminal_amount, terminal_currency = amount, currency
+    # A reversal undoes the debit where there is one, otherwise the hold; never below 0.
+    debited = debit_sum - refund_sum - reversal_sum
+    if debited < 0:
+        debited = 0
+    if debit_count:
+        net = debited
+    else:
+        net = hold_sum - release_sum - reversal_sum
+        if net < 0:
+            net = 0
+    return Tally(
+        outcome,
+        reversal_sent,
+        terminal_amount,
+        terminal_currency,
+        outcome == _APPROVED and not reversal_sent,
+        net,
+        debited,
+        debit_count,
+        debit_count - reversal_count - refund_count,
+        reversal_count,
+        refund_count,
+        release_sum,
+        money,
+    )
+
+
+def _later_id(txn: Txn, index: int, other: int) -> bool:
+    """Tie-break of two outcomes at the same instant (rare: splits the ids only then)."""
+    ids = txn.event_ids
+    return ids[index] > ids[other]
+
+
+def amount_differs(t: Tally, config: DetectionConfig) -> bool:
+    """A debit or hold differs from the terminal's amount (beyond tolerance) or currency."""
+    shown = t.terminal_amount
+    if shown is None:
+        return False
+    tolerance = config.amount_tolerance_minor
+    if config.amount_tolerance_ratio:
+        tolerance = max(tolerance, int(config.amount_tolerance_ratio * shown))
+    currency = t.terminal_currency
+    for amount, taken_in in t.money_amounts:
+        if taken_in != currency or abs(amount - shown) > tolerance:
+            return True
+    return False
+
+
+def holding(t: Tally, config: DetectionConfig) -> tuple[bool, bool, bool, bool, bool]:
+    """Which kinds hold, in :data:`~models.alerts.TRANSACTION_KINDS` order (CONTRACT §2)."""
+    net = t.net
+    completed = t.completed
+    reversal = t.terminal_reversal
+    return (
+        net > 0 and not completed and not reversal,  # unmatched_debit
+        net > 0 and reversal,  # reversal_not_applied
+        completed and net == 0,  # terminal_approved_no_debit
+        completed and net > 0 and amount_differs(t, config),  # amount_mismatch
+        t.live_debits >= 2,  # duplicate_debit
+    )
+
+
+def conditions(t: Tally, config: DetectionConfig) -> dict[Kind, bool]:
+    """:func:`holding`, keyed by kind (for readers and tests)."""
+    return dict(zip(TRANSACTION_KINDS, holding(t, config), strict=True))
 
 
 @dataclasses.dataclass(slots=True)
 class Facts:
-    """The two sides' stories of one transaction, folded from its log."""
+    """A transaction's tally plus the details the scorer and the explanation need."""
 
-    # Terminal side
+    tally: Tally
     request_us: int | None = None
     request_amount: int | None = None
-    outcome: Step | None = None
     outcome_us: int | None = None
-    outcome_event: str = ""
-    terminal_amount: int | None = None
-    terminal_currency: int | None = None
-    terminal_reversal: bool = False
     terminal_reversal_us: int | None = None
-    # Issuer side
     issuer_events: int = 0
     authorization: Step | None = None
-    authorization_us: int | None = None
-    authorization_event: str = ""
     authorization_response: str | None = None
+    authorization_amount: tuple[int, int] | None = None
     first_money_us: int | None = None  # earliest authorization, hold or debit
-    debit_count: int = 0
-    debit_sum: int = 0
-    hold_count: int = 0
-    hold_sum: int = 0
-    hold_release_sum: int = 0
-    reversal_count: int = 0
-    reversal_sum: int = 0
-    refund_count: int = 0
-    refund_sum: int = 0
-    # (occurred_us, amount, currency) of the first debit / hold / the latest authorization
+    # (occurred_us, amount, currency) of the first debit / the first hold
     first_debit: tuple[int, int, int] | None = None
     first_hold: tuple[int, int, int] | None = None
-    authorization_amount: tuple[int, int] | None = None
-    money_amounts: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     evidence: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+    # The tally's answers, under the names the scorer reads.
+    @property
+    def outcome(self) -> Step | None:
+        return Step(self.tally.outcome) if self.tally.outcome else None
+
+    @property
+    def terminal_amount(self) -> int | None:
+        return self.tally.terminal_amount
+
+    @property
+    def terminal_currency(self) -> int | None:
+        return self.tally.terminal_currency
+
+    @property
+    def terminal_reversal(self) -> bool:
+        return self.tally.terminal_reversal
 
     @property
     def completed(self) -> bool:
-        """CONTRACT §1.2: latest outcome approved and no terminal reversal."""
-        return self.outcome is Step.APPROVED and not self.terminal_reversal
-
-    @property
-    def debited(self) -> int:
-        return max(0, self.debit_sum - self.refund_sum - self.reversal_sum)
-
-    @property
-    def held(self) -> int:
-        return max(0, self.hold_sum - self.hold_release_sum - self.reversal_sum)
+        return self.tally.completed
 
     @property
     def net(self) -> int:
-        """The cardholder's net position: debited if any debit was posted, else held."""
-        return self.debited if self.debit_count else self.held
+        return self.tally.net
+
+    @property
+    def debited(self) -> int:
+        return self.tally.debited
+
+    @property
+    def debit_count(self) -> int:
+        return self.tally.debit_count
+
+    @property
+    def reversal_count(self) -> int:
+        return self.tally.reversal_count
+
+    @property
+    def refund_count(self) -> int:
+        return self.tally.refund_count
+
+    @property
+    def hold_release_sum(self) -> int:
+        return self.tally.hold_release_sum
+
+    @property
+    def live_debits(self) -> int:
+        return self.tally.live_debits
+
+    @property
+    def money_amounts(self) -> list[tuple[int, int]]:
+        return self.tally.money_amounts
 
     @property
     def issuer_amount(self) -> tuple[int, int] | None:
@@ -86,138 +290,78 @@ class Facts:
         """The event ids the verdict rests on, in event-time order."""
         return [event_id for _at, event_id in sorted(self.evidence)]
 
-    @property
-    def live_debits(self) -> int:
-        return self.debit_count - self.reversal_count - self.refund_count
-
 
 def _earlier(candidate: int, current: int | None) -> bool:
     return current is None or candidate < current
 
 
-def fold(log: Iterable[Record]) -> Facts:
-    """Fold an event log into :class:`Facts` (order of the log does not matter)."""
-    facts = Facts()
-    for record in log:
-        step, at = record.step, record.occurred_us
-        facts.evidence.append((at, record.event_id))
-        if step.is_terminal:
-            if step is Step.REQUEST:
-                if _earlier(at, facts.request_us):
-                    facts.request_us = at
-                    facts.request_amount = record.amount_minor
-                    if facts.outcome is None:
-                        facts.terminal_amount = record.amount_minor
-                        facts.terminal_currency = record.currency
-            elif step is Step.TERMINAL_REVERSAL:
-                facts.terminal_reversal = True
-                if _earlier(at, facts.terminal_reversal_us):
-                    facts.terminal_reversal_us = at
-                if facts.terminal_amount is None:
-                    facts.terminal_amount = record.amount_minor
-                    facts.terminal_currency = record.currency
-            elif facts.outcome_us is None or (at, record.event_id) > (
-                facts.outcome_us,
-                facts.outcome_event,
-            ):
-                facts.outcome = step
+def fold(txn: Txn) -> Facts:
+    """Everything known about a transaction: its :func:`tally` and the details."""
+    facts = Facts(tally(txn))
+    latest_authorization: tuple[int, str] | None = None
+    latest_outcome: tuple[int, str] | None = None
+    for (step, at, amount, currency, code), event_id in zip(
+        RECORD.iter_unpack(txn.records), txn.event_ids, strict=True
+    ):
+        facts.evidence.append((at, event_id))
+        if step == _REQUEST:
+            if _earlier(at, facts.request_us):
+                facts.request_us, facts.request_amount = at, amount
+        elif step < _TERMINAL_REVERSAL:
+            if latest_outcome is None or (at, event_id) > latest_outcome:
+                latest_outcome = (at, event_id)
                 facts.outcome_us = at
-                facts.outcome_event = record.event_id
-                facts.terminal_amount = record.amount_minor
-                facts.terminal_currency = record.currency
-            continue
-        facts.issuer_events += 1
-        amount = record.amount_minor
-        if step is Step.AUTH_APPROVED or step is Step.AUTH_DECLINED:
-            if facts.authorization_us is None or (at, record.event_id) > (
-                facts.authorization_us,
-                facts.authorization_event,
+        elif step == _TERMINAL_REVERSAL:
+            if _earlier(at, facts.terminal_reversal_us):
+                facts.terminal_reversal_us = at
+        else:
+            facts.issuer_events += 1
+            if step in (_AUTH_APPROVED, _AUTH_DECLINED, _DEBIT, _HOLD) and _earlier(
+                at, facts.first_money_us
             ):
-                facts.authorization = step
-                facts.authorization_us = at
-                facts.authorization_event = record.event_id
-                facts.authorization_response = record.response_code
-                facts.authorization_amount = (amount, record.currency)
-            if _earlier(at, facts.first_money_us):
                 facts.first_money_us = at
-        elif step is Step.DEBIT:
-            facts.debit_count += 1
-            facts.debit_sum += amount
-            facts.money_amounts.append((amount, record.currency))
-            if facts.first_debit is None or at < facts.first_debit[0]:
-                facts.first_debit = (at, amount, record.currency)
-            if _earlier(at, facts.first_money_us):
-                facts.first_money_us = at
-        elif step is Step.HOLD:
-            facts.hold_count += 1
-            facts.hold_sum += amount
-            facts.money_amounts.append((amount, record.currency))
-            if facts.first_hold is None or at < facts.first_hold[0]:
-                facts.first_hold = (at, amount, record.currency)
-            if _earlier(at, facts.first_money_us):
-                facts.first_money_us = at
-        elif step is Step.HOLD_RELEASE:
-            facts.hold_release_sum += amount
-        elif step is Step.ISSUER_REVERSAL:
-            facts.reversal_count += 1
-            facts.reversal_sum += amount
-        elif step is Step.REFUND:
-            facts.refund_count += 1
-            facts.refund_sum += amount
+            if step == _DEBIT:
+                if facts.first_debit is None or at < facts.first_debit[0]:
+                    facts.first_debit = (at, amount, currency)
+            elif step == _HOLD:
+                if facts.first_hold is None or at < facts.first_hold[0]:
+                    facts.first_hold = (at, amount, currency)
+            elif step in (_AUTH_APPROVED, _AUTH_DECLINED) and (
+                latest_authorization is None or (at, event_id) > latest_authorization
+            ):
+                latest_authorization = (at, event_id)
+                facts.authorization = Step(step)
+                facts.authorization_amount = (amount, currency)
+                facts.authorization_response = (
+                    None if code == NO_RESPONSE_CODE else code.decode("ascii", "replace")
+                )
     return facts
 
 
-def amount_differs(facts: Facts, config: DetectionConfig) -> bool:
-    """A debit or hold differs from the terminal's amount (beyond tolerance) or currency."""
-    if facts.terminal_amount is None:
-        return False
-    tolerance = max(
-        config.amount_tolerance_minor,
-        int(config.amount_tolerance_ratio * facts.terminal_amount),
-    )
-    return any(
-        currency != facts.terminal_currency or abs(amount - facts.terminal_amount) > tolerance
-        for amount, currency in facts.money_amounts
-    )
-
-
-def conditions(facts: Facts, config: DetectionConfig) -> dict[Kind, bool]:
-    """Which transaction kinds hold for these facts (CONTRACT §2, exactly)."""
-    net = facts.net
-    completed = facts.completed
-    return {
-        Kind.UNMATCHED_DEBIT: net > 0 and not completed and not facts.terminal_reversal,
-        Kind.REVERSAL_NOT_APPLIED: net > 0 and facts.terminal_reversal,
-        Kind.TERMINAL_APPROVED_NO_DEBIT: completed and net == 0,
-        Kind.AMOUNT_MISMATCH: completed and net > 0 and amount_differs(facts, config),
-        Kind.DUPLICATE_DEBIT: facts.live_debits >= 2,
-    }
-
-
-def _money_returned(facts: Facts) -> str:
-    if facts.reversal_count:
-        return "reversed_by_issuer"
-    if facts.refund_count:
-        return "refunded"
-    if facts.hold_release_sum:
-        return "hold_released"
-    return "money_returned"
-
-
-def resolution(kind: Kind, facts: Facts) -> str:
+def resolution(kind: Kind, t: Tally) -> str:
     """Why a firing alert of ``kind`` no longer holds (the ``resolution`` field)."""
     if kind is Kind.UNMATCHED_DEBIT:
-        if facts.net == 0:
-            return _money_returned(facts)
-        if facts.terminal_reversal:
+        if t.net == 0:
+            return _money_returned(t)
+        if t.terminal_reversal:
             return "terminal_reversal_sent"
         return "terminal_completed"
     if kind is Kind.REVERSAL_NOT_APPLIED:
-        return _money_returned(facts)
+        return _money_returned(t)
     if kind is Kind.TERMINAL_APPROVED_NO_DEBIT:
-        return "issuer_money_arrived" if facts.net > 0 else "terminal_not_completed"
+        return "issuer_money_arrived" if t.net > 0 else "terminal_not_completed"
     if kind is Kind.AMOUNT_MISMATCH:
-        if not facts.completed:
+        if not t.completed:
             return "terminal_not_completed"
-        return _money_returned(facts) if facts.net == 0 else "amounts_agree"
-    return "duplicate_reversed" if facts.reversal_count else "duplicate_refunded"
+        return _money_returned(t) if t.net == 0 else "amounts_agree"
+    return "duplicate_reversed" if t.reversal_count else "duplicate_refunded"
+
+
+def _money_returned(t: Tally) -> str:
+    if t.reversal_count:
+        return "reversed_by_issuer"
+    if t.refund_count:
+        return "refunded"
+    if t.hold_release_sum:
+        return "hold_released"
+    return "money_returned"

@@ -87,6 +87,7 @@ CASES = [
     Bad("long_terminal_id", with_(terminal_id="T" * 17), Reason.INVALID_VALUE),
     Bad("empty_event_id", with_(event_id=""), Reason.INVALID_VALUE),
     Bad("long_event_id", with_(event_id="e" * 129), Reason.INVALID_VALUE),
+    Bad("event_id_with_control_character", with_(event_id="e\x1f1"), Reason.INVALID_VALUE),
     Bad("long_merchant_id", with_(merchant_id="M" * 21), Reason.INVALID_VALUE),
     Bad("long_card_token", with_(card_token="t" * 65), Reason.INVALID_VALUE),
     Bad("three_char_response_code", with_(response_code="000"), Reason.INVALID_VALUE),
