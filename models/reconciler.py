@@ -56,7 +56,7 @@ from models.transaction import (
     Txn,
     split_key,
 )
-from models.verdicts import Facts, fold, holding, resolution, tally
+from models.verdicts import Facts, fold, holding, quiet, resolution, tally
 
 _NUMERIC: Final = {alpha: c.numeric for alpha, c in currencies.CURRENCIES.items()}
 _PRUNE_EVERY: Final = 16
@@ -309,6 +309,8 @@ class Reconciler:
 
     def _judge(self, txn: Txn, close_at: int, detected_us: int) -> None:
         """Judge every kind for ``txn`` now and publish what changed."""
+        if txn.alerts is None and quiet(txn):
+            return  # the common case: a matched or clean sale, nothing to say
         counts = tally(txn)
         holds = holding(counts, self.config)
         if txn.alerts is None and not any(holds):

@@ -172,6 +172,53 @@ def _later_id(txn: Txn, index: int, other: int) -> bool:
     return ids[index] > ids[other]
 
 
+# quiet(): record layout of models.transaction.RECORD ("<BqqH2s"): step at byte 0,
+# amount at 9..17, currency at 17..19; amount and currency are compared as raw bytes.
+_SIZE: Final = RECORD.size
+_ZERO_AMOUNT: Final = bytes(8)
+_NO_MONEY_NO_APPROVAL: Final = bytes([_DEBIT, _HOLD, _APPROVED])
+_MATCHED_STEPS: Final = bytes(
+    [_REQUEST, _APPROVED, _AUTH_APPROVED, _AUTH_DECLINED, _DEBIT, _HOLD]
+)
+
+
+def quiet(txn: Txn) -> bool:
+    """True when no kind can hold, decided with a few C-level bytes operations.
+
+    Most transactions are matched sales or clean failures, and window close runs for
+    every one of them, so the two shapes are recognised without unpacking the log:
+
+    * *clean*: no debit, no hold and no approved outcome: the net position is 0 and
+      the terminal did not complete the sale, so no condition of CONTRACT §2 holds;
+    * *matched*: exactly one outcome, ``approved``, no terminal reversal, at most one
+      debit, and every debit or hold (at least one) equal to the outcome in amount
+      and currency, the amount not 0: completed, net > 0, nothing differs, no duplicate.
+
+    False only means "look closer" (:func:`tally`). ``tests/models/test_verdicts.py``
+    checks on random logs that ``quiet`` never says True where a kind holds.
+    """
+    records = txn.records
+    steps = records[::_SIZE]
+    if steps.translate(None, _NO_MONEY_NO_APPROVAL) == steps:
+        return True  # none of debit, hold, approved: clean
+    if steps.translate(None, _MATCHED_STEPS) or steps.count(_APPROVED) != 1:
+        return False
+    if steps.count(_DEBIT) > 1:
+        return False
+    approved = steps.index(_APPROVED) * _SIZE
+    shown = records[approved + 9 : approved + 19]
+    if shown[:8] == _ZERO_AMOUNT:
+        return False
+    found_money = False
+    for index, step in enumerate(steps):
+        if step in (_DEBIT, _HOLD):
+            start = index * _SIZE
+            if records[start + 9 : start + 19] != shown:
+                return False
+            found_money = True
+    return found_money
+
+
 def amount_differs(t: Tally, config: DetectionConfig) -> bool:
     """A debit or hold differs from the terminal's amount (beyond tolerance) or currency."""
     shown = t.terminal_amount
