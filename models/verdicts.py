@@ -177,9 +177,7 @@ def _later_id(txn: Txn, index: int, other: int) -> bool:
 _SIZE: Final = RECORD.size
 _ZERO_AMOUNT: Final = bytes(8)
 _NO_MONEY_NO_APPROVAL: Final = bytes([_DEBIT, _HOLD, _APPROVED])
-_MATCHED_STEPS: Final = bytes(
-    [_REQUEST, _APPROVED, _AUTH_APPROVED, _AUTH_DECLINED, _DEBIT, _HOLD]
-)
+_MATCHED_STEPS: Final = bytes([_REQUEST, _APPROVED, _AUTH_APPROVED, _AUTH_DECLINED, _DEBIT, _HOLD])
 
 
 def quiet(txn: Txn) -> bool:
