@@ -37,7 +37,15 @@ from models.events import (
 )
 from models.instants import MICROS, to_micros
 from models.reconciler import Applied, Reconciler
-from models.validation import MAX_MESSAGE_BYTES, Reason, Rejection, decode_event, validate
+from models.transaction import MAX_EVENTS
+from models.validation import (
+    EXCESS_PRECISION,
+    MAX_MESSAGE_BYTES,
+    Reason,
+    Rejection,
+    decode_event,
+    validate,
+)
 
 
 class Envelope(msgspec.Struct, gc=False):
@@ -57,8 +65,13 @@ class _IssuerLine(msgspec.Struct, tag_field="source", tag="issuer", gc=False):
 
 _ENVELOPE: Final = msgspec.json.Decoder(Envelope)
 _TYPED_LINE: Final = msgspec.json.Decoder(_TerminalLine | _IssuerLine)
-_TERMINAL_PREFIX: Final = b'{"source":"terminal","event":'
-_ISSUER_PREFIX: Final = b'{"source":"issuer","event":'
+# The canonical framing of a capture line, as encode_line() and the simulator write it.
+LINE_PREFIX: Final[dict[Source, bytes]] = {
+    "terminal": b'{"source":"terminal","event":',
+    "issuer": b'{"source":"issuer","event":',
+}
+_TERMINAL_PREFIX: Final = LINE_PREFIX["terminal"]
+_ISSUER_PREFIX: Final = LINE_PREFIX["issuer"]
 
 Decoded = tuple[Source, InputEvent | Rejection] | Rejection
 """What a line gives: its source and event, its source and why the event is refused, or
@@ -87,6 +100,8 @@ def parse_line(line: bytes) -> tuple[Source, bytes] | Rejection:
         envelope = _ENVELOPE.decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError) as error:  # ValidationError included
         return Rejection(Reason.INVALID_CAPTURE_LINE, f"not a capture line: {error}"[:200])
+    except Exception as error:
+        return Rejection(Reason.INVALID_CAPTURE_LINE, f"not a capture line: {type(error).__name__}")
     return envelope.source, bytes(envelope.event)
 
 
@@ -123,7 +138,13 @@ class Problem(NamedTuple):
     event_id: str | None = None
 
 
-_TOO_LATE: Final = Rejection(Reason.TOO_LATE, "the transaction's retention has passed")
+# What the reconciler refuses, as dead-letter reasons (CONTRACT §3; models.transaction).
+_REFUSED: Final = {
+    Applied.TOO_LATE: Rejection(Reason.TOO_LATE, "the transaction's retention has passed"),
+    Applied.TOO_MANY: Rejection(
+        Reason.TOO_MANY_EVENTS, f"the transaction already holds {MAX_EVENTS} events"
+    ),
+}
 
 
 def feed_lines(
@@ -135,18 +156,24 @@ def feed_lines(
     went into ``reconciler``.
     """
     skew_us = round(max_clock_skew.total_seconds() * MICROS)
-    may_hold_pans = pan.may_contain_pan(b"\n".join(lines))
+    block = b"\n".join(lines)
+    may_hold_pans = pan.may_contain_pan(block)
+    may_be_too_precise = EXCESS_PRECISION.search(block) is not None
     decode = _TYPED_LINE.decode
     apply_valid = reconciler.apply_valid
-    too_late = Applied.TOO_LATE
+    refused = _REFUSED
     problems: list[Problem] = []
     for index, line in enumerate(lines):
         event: InputEvent | Rejection | None = None
         source: Source | None = None
-        if len(line) <= MAX_MESSAGE_BYTES and not (may_hold_pans and pan.may_contain_pan(line)):
+        if (
+            len(line) <= MAX_MESSAGE_BYTES
+            and not (may_hold_pans and pan.may_contain_pan(line))
+            and not (may_be_too_precise and EXCESS_PRECISION.search(line))
+        ):
             try:
                 typed = decode(line)
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except Exception:
                 pass
             else:
                 event, source = typed.event, typed.source
@@ -171,8 +198,9 @@ def feed_lines(
             problems.append(Problem(index, source, checked))
             continue
         occurred, transmitted = checked
-        if apply_valid(source, event, occurred, transmitted // MICROS) is too_late:
-            problems.append(Problem(index, source, _TOO_LATE, event.event_id))
+        applied = apply_valid(source, event, occurred, transmitted // MICROS)
+        if applied in refused:
+            problems.append(Problem(index, source, refused[applied], event.event_id))
     return problems
 
 
@@ -184,4 +212,4 @@ def _line_rejection(rejection: Rejection, line: bytes) -> Rejection:
 
 def encode_line(source: Source, event: bytes) -> bytes:
     """The capture line for an event's raw JSON bytes (no trailing newline)."""
-    return b'{"source":"' + source.encode() + b'","event":' + event + b"}"
+    return LINE_PREFIX[source] + event + b"}"

@@ -11,6 +11,7 @@ Durations are written in TOML as seconds (``300``) or with a unit (``"300s"``, `
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -34,8 +35,8 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ConfigError(f"expected a duration like 300, '300s', '5m', '7d'; got {value!r}")
-    if seconds < 0:
-        raise ConfigError(f"durations cannot be negative: {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"durations must be finite and not negative: {value!r}")
     return seconds
 
 
@@ -71,10 +72,12 @@ class DetectionConfig:
     default_terminal_timeout: float = 30.0
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{field.name} must be finite and not negative: {value!r}")
         if self.match_window <= 0:
             raise ConfigError("match_window must be > 0")
-        if self.amount_tolerance_minor < 0 or self.amount_tolerance_ratio < 0:
-            raise ConfigError("amount tolerances cannot be negative")
 
 
 _DURATION_FIELDS: Final = frozenset(

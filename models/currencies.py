@@ -210,6 +210,16 @@ CURRENCIES: Final[dict[str, Currency]] = {
 BY_NUMERIC: Final[dict[int, Currency]] = {c.numeric: c for c in CURRENCIES.values()}
 
 
+def alpha_of(numeric: int | None) -> str | None:
+    """The alpha-3 code of an ISO 4217 numeric code, None if unknown (or None).
+
+    >>> alpha_of(978), alpha_of(1)
+    ('EUR', None)
+    """
+    found = None if numeric is None else BY_NUMERIC.get(numeric)
+    return None if found is None else found.alpha
+
+
 def is_known(alpha: str) -> bool:
     """True if ``alpha`` is a current ISO 4217 alpha-3 code, exactly as written (upper case)."""
     return alpha in CURRENCIES

@@ -65,14 +65,6 @@ class Step(enum.IntEnum):
     ISSUER_REVERSAL = 13
     REFUND = 14
 
-    @property
-    def is_terminal(self) -> bool:
-        return self <= Step.TERMINAL_REVERSAL
-
-    @property
-    def is_outcome(self) -> bool:
-        return Step.APPROVED <= self <= Step.CANCELLED
-
 
 OUTCOME_STEP: dict[str, Step] = {
     "approved": Step.APPROVED,

@@ -9,11 +9,16 @@ We scan the *raw bytes*, not decoded fields: a PAN in an unknown extra field, in
 ``reason`` text, or in a message that is not even valid JSON must be caught too, and
 the scan has to run before anything else looks at the message.
 
+JSON may spell a digit as an escape (``"\\u0034111..."`` decodes to ``"4111..."``): when a
+message holds ``\\u`` escapes, the digits and separators written that way are turned
+back into plain bytes before scanning and masking, so the escape trick neither hides a
+PAN from the check nor keeps it unmasked in the dead-letter copy.
+
 A "run" is a maximal sequence of ASCII digits. We also treat the printed formats
 ``4111 1111 1111 1111`` / ``4111-1111-1111-1111`` (groups of four) and the Amex
 ``3782 822463 10005`` (4-6-5) as runs, because people paste card numbers that way into
 free-text fields; this is stricter than the contract and documented in
-docs/card-data.md. Longer digit runs (20+) are not card numbers: they would match the
+docs/input.md. Longer digit runs (20+) are not card numbers: they would match the
 Luhn check one time in ten by chance.
 
 >>> find_pans(b'{"card_token": "tok_1", "note": "4111111111111111"}')
@@ -45,6 +50,18 @@ _CANDIDATE: Final = re.compile(
 _SHAPE: Final = bytes.maketrans(b"0123456789 -", b"000000000000")
 _CANDIDATE_RUN: Final = b"0" * 13
 
+# \u0030-\u0039, \u0020 and \u002d/\u002D: the escapes that can spell a card number.
+_ESCAPED: Final = re.compile(rb"\\u00(3[0-9]|20|2[dD])")
+
+
+def _unescaped(raw: bytes) -> bytes:
+    """``raw`` with escaped digits and separators written plainly (JSON meaning kept,
+    except in the pathological ``\\\\u0030``, where only the scan gets stricter)."""
+    if b"\\u" not in raw:
+        return raw
+    return _ESCAPED.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+
+
 _DIGIT_VALUES: Final = {ord(c): int(c) for c in "0123456789"}
 _DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
@@ -75,11 +92,16 @@ def may_contain_pan(raw: bytes) -> bool:
     Runs at C speed over any amount of bytes, so a reader can clear a whole block of
     lines with one call and look closer only at blocks that fail it.
     """
-    return _CANDIDATE_RUN in raw.translate(_SHAPE)
+    return _CANDIDATE_RUN in _unescaped(raw).translate(_SHAPE)
 
 
 def find_pans(raw: bytes) -> list[tuple[int, int]]:
-    """Return the (start, end) byte spans of every PAN in ``raw``, in order."""
+    """Return the (start, end) byte spans of every PAN in ``raw``, in order.
+
+    The spans index ``raw`` as written when it has no ``\\u`` escapes; otherwise they
+    index its unescaped form (what :func:`mask_pans` returns).
+    """
+    raw = _unescaped(raw)
     if _CANDIDATE_RUN not in raw.translate(_SHAPE):
         return []
     spans = []
@@ -113,6 +135,7 @@ def mask_pans(raw: bytes) -> bytes:
     Separators and the first 6 / last 4 digits are kept, so an analyst can still tell
     the card brand and recognise the card with the cardholder, as on a receipt.
     """
+    raw = _unescaped(raw)
     spans = find_pans(raw)
     if not spans:
         return raw

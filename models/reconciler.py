@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Final
 
 from models import currencies
@@ -39,7 +39,6 @@ from models.events import (
     STEP_OUTCOME,
     InputEvent,
     Source,
-    Step,
     TransactionEvent,
     Watermark,
 )
@@ -52,9 +51,13 @@ from models.transaction import (
     FOLLOWUP_OTHER_CARD,
     FOLLOWUP_SAME_CARD,
     FOLLOWUP_UNKNOWN,
+    ISSUER_TAG,
+    MAX_EVENTS,
     RESOLVED,
+    TERMINAL_TAG,
     Txn,
     split_key,
+    transaction_key,
 )
 from models.verdicts import Facts, fold, holding, quiet, resolution, tally
 
@@ -70,6 +73,7 @@ class Applied(enum.IntEnum):
     DUPLICATE = 2  # redelivery: same event_id already in the transaction's log
     TOO_LATE = 3  # the transaction's retention has passed: goes to the DLQ
     WATERMARK = 4
+    TOO_MANY = 5  # the transaction already holds MAX_EVENTS events: goes to the DLQ
 
 
 # Enum attribute lookups cost ~190 ns each on CPython 3.11; the per-event path uses these.
@@ -78,6 +82,7 @@ _LATE: Final = Applied.LATE
 _DUPLICATE: Final = Applied.DUPLICATE
 _TOO_LATE: Final = Applied.TOO_LATE
 _WATERMARK: Final = Applied.WATERMARK
+_TOO_MANY: Final = Applied.TOO_MANY
 
 
 @dataclasses.dataclass(slots=True)
@@ -89,6 +94,7 @@ class Stats:
     duplicates: int = 0
     late: int = 0
     too_late: int = 0
+    too_many: int = 0
     windows_closed: int = 0
     expired: int = 0
     fired: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -162,7 +168,7 @@ class Reconciler:
         """
         stats = self.stats
         stats.events += 1
-        key = f"{event.terminal_id}/{event.stan}/{second}"  # transaction_key(), inlined
+        key = transaction_key(event.terminal_id, event.stan, second)
         progress = self.progress
         now = progress.terminal if progress.terminal < progress.issuer else progress.issuer
         close_at = second * MICROS + self._window_us
@@ -179,10 +185,14 @@ class Reconciler:
             else:
                 self._expiring.add(close_at + self._retention_us, key)
             self._remember(event.terminal_id, key, second)
-        elif txn.has_event(event.event_id):
+        elif txn.has_event(TERMINAL_TAG if source == "terminal" else ISSUER_TAG, event.event_id):
             stats.duplicates += 1
             self._advance(source, occurred)
             return _DUPLICATE
+        elif txn.event_count >= MAX_EVENTS:
+            stats.too_many += 1
+            self._advance(source, occurred)
+            return _TOO_MANY
         if source == "terminal" and not txn.from_terminal:
             txn.merchant_id = sys.intern(event.merchant_id)
             txn.card_token = event.card_token
@@ -197,10 +207,9 @@ class Reconciler:
         )
         applied = _ACCEPTED
         if close_at < now:
-            # Late: the window has closed, so the verdict is revisited now. It is dated
-            # by the event that changed it (never before the window closed).
+            # Late: the window has closed, so the verdict is revisited now.
             stats.late += 1
-            self._judge(txn, close_at, max(close_at, occurred))
+            self._judge(txn, close_at, now)
             applied = _LATE
         self._advance(source, occurred)
         return applied
@@ -250,7 +259,7 @@ class Reconciler:
                 if txn is None:
                     continue
                 self.stats.windows_closed += 1
-                self._judge(txn, due, due)
+                self._judge(txn, due, now)
                 expiring.add(due + self._retention_us, key)
         if expiring.next_due_before(now):
             store = self.store
@@ -299,16 +308,22 @@ class Reconciler:
             if other.card_token == txn.card_token:
                 same_card = True
             elif (later.terminal_amount, later.terminal_currency) == (
-                facts.terminal_amount,
-                facts.terminal_currency,
+                facts.tally.terminal_amount,
+                facts.tally.terminal_currency,
             ):
                 other_card = True
         if other_card:
             return FOLLOWUP_OTHER_CARD
         return FOLLOWUP_SAME_CARD if same_card else FOLLOWUP_NONE
 
-    def _judge(self, txn: Txn, close_at: int, detected_us: int) -> None:
-        """Judge every kind for ``txn`` now and publish what changed."""
+    def _judge(self, txn: Txn, close_at: int, now: int) -> None:
+        """Judge every kind for ``txn`` at stream time ``now``; publish what changed.
+
+        ``now`` is the stream time of the verdict: the alert's ``detected_at`` (or
+        ``resolved_at``), CONTRACT §2.
+        """
+        txn.judged = True
+        detected_us = now
         if txn.alerts is None and quiet(txn):
             return  # the common case: a matched or clean sale, nothing to say
         counts = tally(txn)
@@ -357,7 +372,7 @@ class Reconciler:
         followup = txn.followup if txn.followup != FOLLOWUP_UNKNOWN else FOLLOWUP_NONE
         scored = score(kind, facts, followup, second * MICROS, self.config)
         issuer = facts.issuer_amount
-        currency = facts.terminal_currency
+        currency = facts.tally.terminal_currency
         if currency is None and issuer is not None:
             currency = issuer[1]
         counter = self.stats.fired if status is Status.FIRING else self.stats.resolved
@@ -372,8 +387,8 @@ class Reconciler:
                 stan=stan,
                 transmitted_at=format_second(second),
                 card_token=txn.card_token,
-                currency=_alpha(currency),
-                terminal_amount_minor=facts.terminal_amount,
+                currency=currencies.alpha_of(currency),
+                terminal_amount_minor=facts.tally.terminal_amount,
                 issuer_amount_minor=issuer[0] if issuer else None,
                 at_risk_minor=scored.at_risk_minor,
                 evidence=facts.evidence_ids(),
@@ -384,9 +399,9 @@ class Reconciler:
                 score=scored.score,
                 resolved_at=None if resolved_us is None else format_micros(resolved_us),
                 resolution=None if resolved_us is None else resolution(kind, facts.tally),
-                issuer_currency=_alpha(issuer[1]) if issuer else None,
+                issuer_currency=currencies.alpha_of(issuer[1]) if issuer else None,
                 terminal_outcome=_outcome_word(facts),
-                net_position_minor=facts.net,
+                net_position_minor=facts.tally.net,
                 paid_again=scored.paid_again,
                 window_closed_at=format_micros(close_at),
             )
@@ -395,7 +410,9 @@ class Reconciler:
     def _rebuild_schedules(self) -> None:
         """After a restore: re-derive the close/expiry schedule and the recent index.
 
-        Both are functions of the keys and the stream time, so they are not persisted.
+        Both are functions of the keys and the stream time, so they are not persisted. A
+        transaction whose window stream time has passed but that was never judged (the
+        progress was persisted before its state) is judged now: judging is idempotent.
         """
         now = self.progress.stream_time
         by_time: list[tuple[int, str, str]] = []
@@ -405,6 +422,9 @@ class Reconciler:
             if close_at >= now:
                 self._closing.add(close_at, key)
             else:
+                txn = self.store[key]
+                if not txn.judged:  # the progress was saved ahead of this state
+                    self._judge(txn, close_at, now)
                 self._expiring.add(close_at + self._retention_us, key)
             by_time.append((second, terminal_id, key))
         by_time.sort()
@@ -412,28 +432,10 @@ class Reconciler:
             self._remember(terminal_id, key, second)
 
 
-def _alpha(numeric: int | None) -> str | None:
-    if numeric is None:
-        return None
-    found = currencies.BY_NUMERIC.get(numeric)
-    return found.alpha if found else None
-
-
 def _outcome_word(facts: Facts) -> str | None:
-    if facts.terminal_reversal:
+    if facts.tally.terminal_reversal:
         return "reversed"
     return None if facts.outcome is None else STEP_OUTCOME[facts.outcome]
 
 
-def replay_events(
-    events: Iterable[tuple[Source, InputEvent]], config: DetectionConfig | None = None
-) -> list[Alert]:
-    """Run a whole capture of valid events through one reconciler (tests, notebooks)."""
-    reconciler = Reconciler(config)
-    for source, event in events:
-        reconciler.apply(source, event)
-    reconciler.finish()
-    return reconciler.take_alerts()
-
-
-__all__ = ["Applied", "Reconciler", "Stats", "Step", "replay_events"]
+__all__ = ["Applied", "Reconciler", "Stats"]

@@ -48,7 +48,7 @@ from typing import Final, NamedTuple
 from models import currencies
 from models.alerts import Cause, Kind, Severity
 from models.config import DetectionConfig
-from models.events import Step
+from models.events import STEP_OUTCOME, Step
 from models.instants import MICROS, format_micros
 from models.transaction import FOLLOWUP_OTHER_CARD, FOLLOWUP_SAME_CARD
 from models.verdicts import Facts
@@ -74,8 +74,8 @@ class Score(NamedTuple):
 
 
 def _alpha(numeric: int | None) -> str:
-    found = None if numeric is None else currencies.BY_NUMERIC.get(numeric)
-    return found.alpha if found is not None else "XXX"
+    # XXX is ISO 4217's "no currency": formats amounts without a minor unit.
+    return currencies.alpha_of(numeric) or "XXX"
 
 
 def _money(amount: int, numeric: int | None) -> str:
@@ -111,19 +111,19 @@ def looks_mis_keyed(shown: int, taken: int) -> bool:
 
 
 def _differing_amount(facts: Facts) -> tuple[int, int] | None:
-    for amount, currency in facts.money_amounts:
-        if amount != facts.terminal_amount or currency != facts.terminal_currency:
+    for amount, currency in facts.tally.money_amounts:
+        if amount != facts.tally.terminal_amount or currency != facts.tally.terminal_currency:
             return amount, currency
     return None
 
 
 def _amount_cause(facts: Facts) -> Cause:
     differing = _differing_amount(facts)
-    shown = facts.terminal_amount
+    shown = facts.tally.terminal_amount
     if differing is None or shown is None:
         return Cause.UNKNOWN
     taken, currency = differing
-    if currency != facts.terminal_currency:
+    if currency != facts.tally.terminal_currency:
         return Cause.MERCHANT_CONFIGURATION
     if (
         facts.request_amount is not None
@@ -168,7 +168,7 @@ def probable_cause(
     if kind is Kind.TERMINAL_APPROVED_NO_DEBIT:
         if facts.authorization is Step.AUTH_DECLINED:
             return Cause.TERMINAL_FAULT
-        if facts.issuer_events == 0 or facts.reversal_count:
+        if facts.issuer_events == 0 or facts.tally.reversal_count:
             return Cause.NETWORK_FAILURE
         return Cause.UNKNOWN
     # unmatched_debit: money taken, sale not completed, no reversal sent.
@@ -191,16 +191,16 @@ def probable_cause(
 def at_risk(kind: Kind, facts: Facts) -> int:
     """Money the cardholder has lost or has blocked because of this (0: merchant's harm)."""
     if kind in _CUSTOMER_HARM:
-        return facts.net
+        return facts.tally.net
     if kind is Kind.DUPLICATE_DEBIT:
         one = facts.first_debit[1] if facts.first_debit else 0
-        return max(0, facts.debited - one)
+        return max(0, facts.tally.debited - one)
     if kind is Kind.AMOUNT_MISMATCH:
         issuer = facts.issuer_amount
-        shown = facts.terminal_amount
-        if issuer is None or shown is None or issuer[1] != facts.terminal_currency:
+        shown = facts.tally.terminal_amount
+        if issuer is None or shown is None or issuer[1] != facts.tally.terminal_currency:
             return 0
-        return max(0, facts.net - shown)
+        return max(0, facts.tally.net - shown)
     return 0
 
 
@@ -232,34 +232,25 @@ def score(
         FOLLOWUP_OTHER_CARD,
     )
     if kind is Kind.TERMINAL_APPROVED_NO_DEBIT:
-        harm, currency = facts.terminal_amount or 0, facts.terminal_currency
+        harm, currency = facts.tally.terminal_amount or 0, facts.tally.terminal_currency
     else:
         issuer = facts.issuer_amount
-        harm, currency = risk, (issuer[1] if issuer else facts.terminal_currency)
+        harm, currency = risk, (issuer[1] if issuer else facts.tally.terminal_currency)
     value = _score(kind, harm, currency, paid_again)
     text = explain(kind, cause, facts, paid_again, followup, risk)
     return Score(cause, risk, value, severity_of(value), text, paid_again)
 
 
-_OUTCOME_WORD: Final = {
-    Step.APPROVED: "approved",
-    Step.DECLINED: "declined",
-    Step.TIMEOUT: "timeout",
-    Step.ERROR: "error",
-    Step.CANCELLED: "cancelled",
-}
-
-
 def _taken(facts: Facts) -> str:
-    return "took" if facts.debit_count else "blocked"
+    return "took" if facts.tally.debit_count else "blocked"
 
 
 def _taken_participle(facts: Facts) -> str:
-    return "taken" if facts.debit_count else "blocked"
+    return "taken" if facts.tally.debit_count else "blocked"
 
 
 def _ghost_sentence(cause: Cause, facts: Facts, amount: str) -> str:
-    shown = _OUTCOME_WORD.get(facts.outcome) if facts.outcome else None
+    shown = STEP_OUTCOME.get(facts.outcome) if facts.outcome else None
     took = _taken(facts)
     if cause is Cause.ACCOUNT_RESTRICTION:
         code = (
@@ -308,10 +299,10 @@ def explain(
     """One or two sentences a support agent can read to the customer."""
     issuer = facts.issuer_amount
     issuer_money = _money(*issuer) if issuer else "nothing"
-    risk_money = _money(risk, issuer[1] if issuer else facts.terminal_currency)
+    risk_money = _money(risk, issuer[1] if issuer else facts.tally.terminal_currency)
     shown_money = (
-        _money(facts.terminal_amount, facts.terminal_currency)
-        if facts.terminal_amount is not None
+        _money(facts.tally.terminal_amount, facts.tally.terminal_currency)
+        if facts.tally.terminal_amount is not None
         else "an unknown amount"
     )
     if kind is Kind.UNMATCHED_DEBIT:
@@ -319,7 +310,7 @@ def explain(
         text += " The money should be returned to the cardholder."
     elif kind is Kind.REVERSAL_NOT_APPLIED:
         when = format_micros(facts.terminal_reversal_us or 0)
-        still = "taken from" if facts.debit_count else "blocked on"
+        still = "taken from" if facts.tally.debit_count else "blocked on"
         text = (
             f"The terminal cancelled the sale with a reversal at {when}, but the bank never "
             f"applied it: {risk_money} is still {still} the card (reversal lost)."
@@ -329,7 +320,7 @@ def explain(
             why = "the bank declined the payment"
         elif facts.issuer_events == 0:
             why = "the bank has no record of the payment"
-        elif facts.reversal_count:
+        elif facts.tally.reversal_count:
             why = "the bank reversed the payment"
         else:
             why = "the bank never took the money"
@@ -350,7 +341,7 @@ def explain(
         else:
             text += " The cardholder was not overcharged; the merchant may be short."
     else:
-        times = facts.live_debits
+        times = facts.tally.live_debits
         text = (
             f"The bank took {issuer_money} {times} times for one sale (duplicate "
             f"processing); {risk_money} should be refunded to the cardholder."

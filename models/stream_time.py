@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from typing import Final
 
 from models.events import Source
+from models.instants import MICROS
 
 NEVER: Final = -(2**63)  # progress of a source we have not heard from
 FOREVER: Final = 2**63 - 1  # progress after the end of a capture
-MICROS: Final = 1_000_000
 
 
 class Progress:
@@ -42,14 +42,6 @@ class Progress:
     @property
     def stream_time(self) -> int:
         return min(self.terminal, self.issuer)
-
-    def observe(self, source: Source, at: int) -> None:
-        """Record that ``source`` has been seen at event time ``at`` (never moves back)."""
-        if source == "terminal":
-            if at > self.terminal:
-                self.terminal = at
-        elif at > self.issuer:
-            self.issuer = at
 
     def of(self, source: Source) -> int:
         return self.terminal if source == "terminal" else self.issuer
@@ -133,9 +125,6 @@ class DueQueue:
         else:
             bucket.append(key)
         self._size += 1
-
-    def next_due(self) -> int | None:
-        return self._heap[0] if self._heap else None
 
     def next_due_before(self, now: int) -> bool:
         """True when something is due before ``now`` (cheap: no generator)."""

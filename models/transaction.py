@@ -22,20 +22,25 @@ from the right (``stan`` and the second contain no ``/``), so any terminal id wo
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from typing import Final, NamedTuple
+from typing import Final
 
 import msgspec
 
 from models.events import Step
 
-RECORD: Final = struct.Struct("<BqqH2s")
+RECORD: Final = struct.Struct("<BqqH2s")  # step, occurred_us, amount, ISO numeric, code
 NO_RESPONSE_CODE: Final = b"\0\0"
-# Event ids are kept as one string, each id followed by this separator: one object per
-# transaction instead of a tuple plus one string per event (~230 bytes less for a
-# 4-event sale). Validation refuses ids with control characters, so it cannot occur
-# inside an id.
+# Event ids are kept as one string, each id tagged with its side ("t"/"i": two parties
+# may use the same id) and followed by this separator: one object per transaction
+# instead of a tuple plus one string per event (~230 bytes less for a 4-event sale).
+# Validation refuses ids with control characters, so it cannot occur inside an id.
 ID_SEPARATOR: Final = "\x1f"
+TERMINAL_TAG: Final = "t"
+ISSUER_TAG: Final = "i"
+# A sale has a handful of events; thousands on one key is a producer looping. Beyond
+# this the key's events go to the dead-letter output (too_many_events), so one bad key
+# cannot make a worker quadratic.
+MAX_EVENTS: Final = 1_000
 
 # Alert lifecycle per kind, persisted: (status, detected_at_us).
 FIRING: Final = 1
@@ -48,6 +53,7 @@ FOLLOWUP_SAME_CARD: Final = 1
 FOLLOWUP_OTHER_CARD: Final = 2
 
 _STATE_VERSION: Final = 1
+_LAST_TERMINAL_STEP: Final = int(Step.TERMINAL_REVERSAL)
 
 
 def transaction_key(terminal_id: str, stan: str, second: int) -> str:
@@ -59,22 +65,13 @@ def split_key(key: str) -> tuple[str, str, int]:
     return terminal_id, stan, int(second)
 
 
-class Record(NamedTuple):
-    """One event of the log, unpacked."""
-
-    step: Step
-    occurred_us: int
-    amount_minor: int
-    currency: int  # ISO 4217 numeric
-    response_code: str | None
-    event_id: str
-
-
 class Txn:
     """Everything the core knows about one transaction.
 
     ``merchant_id`` and ``card_token`` come from the terminal's side when it has spoken
     (it is the party that served the cardholder), else from the issuer's first event.
+    ``judged`` records that the window-close verdict was made, so a restored state whose
+    window closed meanwhile is judged exactly once.
     """
 
     __slots__ = (
@@ -83,6 +80,7 @@ class Txn:
         "followup",
         "from_terminal",
         "ids",
+        "judged",
         "key",
         "merchant_id",
         "records",
@@ -97,19 +95,26 @@ class Txn:
         self.alerts: dict[str, tuple[int, int]] | None = None
         self.followup = FOLLOWUP_UNKNOWN
         self.from_terminal = False
+        self.judged = False
 
-    def has_event(self, event_id: str) -> bool:
-        """Is ``event_id`` in the log already (a redelivery)?"""
-        return f"{ID_SEPARATOR}{event_id}{ID_SEPARATOR}" in self.ids
+    def has_event(self, tag: str, event_id: str) -> bool:
+        """Is this side's ``event_id`` in the log already (a redelivery)?"""
+        return f"{ID_SEPARATOR}{tag}{event_id}{ID_SEPARATOR}" in self.ids
+
+    @property
+    def event_count(self) -> int:
+        return len(self.records) // RECORD.size
 
     @property
     def event_ids(self) -> list[str]:
         """The event ids in arrival order (the order of :attr:`records`)."""
-        return self.ids[1:-1].split(ID_SEPARATOR) if len(self.ids) > 1 else []
+        if len(self.ids) == 1:
+            return []
+        return [tagged[1:] for tagged in self.ids[1:-1].split(ID_SEPARATOR)]
 
     def append(
         self,
-        step: Step,
+        step: int,
         occurred_us: int,
         amount_minor: int,
         currency: int,
@@ -118,21 +123,8 @@ class Txn:
     ) -> None:
         code = response_code.encode() if response_code else NO_RESPONSE_CODE
         self.records += RECORD.pack(step, occurred_us, amount_minor, currency, code)
-        self.ids += event_id + ID_SEPARATOR
-
-    def log(self) -> Iterator[Record]:
-        """The events in arrival order."""
-        for (step, occurred, amount, currency, code), event_id in zip(
-            RECORD.iter_unpack(self.records), self.event_ids, strict=True
-        ):
-            yield Record(
-                Step(step),
-                occurred,
-                amount,
-                currency,
-                None if code == NO_RESPONSE_CODE else code.decode(),
-                event_id,
-            )
+        tag = TERMINAL_TAG if step <= _LAST_TERMINAL_STEP else ISSUER_TAG
+        self.ids += tag + event_id + ID_SEPARATOR
 
     def alert_status(self, kind: str) -> int:
         """0 (never fired), FIRING or RESOLVED."""
@@ -153,26 +145,53 @@ class Txn:
                 self.alerts,
                 self.followup,
                 self.from_terminal,
+                self.judged,
             )
         )
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Txn:
-        (version, key, merchant, card, records, ids, alerts, followup, from_terminal) = (
-            _DECODER.decode(blob)
-        )
+        """Restore a :meth:`to_bytes` blob; ``ValueError`` if it is not a valid state.
+
+        A changelog may hold anything a past version or a bad producer wrote, so the
+        invariants the core relies on are checked here rather than trusted.
+        """
+        try:
+            (
+                version,
+                key,
+                merchant,
+                card,
+                records,
+                ids,
+                alerts,
+                followup,
+                from_terminal,
+                judged,
+            ) = _DECODER.decode(blob)
+        except msgspec.DecodeError as error:
+            raise ValueError(f"not a transaction state: {error}") from error
         if version != _STATE_VERSION:
             raise ValueError(f"transaction state version {version} is not {_STATE_VERSION}")
+        if key.count("/") < 2 or not key.rsplit("/", 1)[1].lstrip("-").isdigit():
+            raise ValueError(f"not a transaction key: {key!r}")
+        if len(records) % RECORD.size:
+            raise ValueError(f"{key}: event records are not {RECORD.size}-byte aligned")
+        if not ids.startswith(ID_SEPARATOR) or not ids.endswith(ID_SEPARATOR):
+            raise ValueError(f"{key}: malformed event ids")
+        if ids.count(ID_SEPARATOR) - 1 != len(records) // RECORD.size:
+            raise ValueError(f"{key}: event ids and records disagree")
         txn = cls(key, merchant, card)
         txn.records = records
         txn.ids = ids
         txn.alerts = None if alerts is None else {k: (s, t) for k, (s, t) in alerts.items()}
         txn.followup = followup
         txn.from_terminal = from_terminal
+        txn.judged = judged
         return txn
 
     def __repr__(self) -> str:
-        return f"Txn({self.key!r}, events={len(self.records) // RECORD.size}, alerts={self.alerts})"
+        return f"Txn({self.key!r}, events={self.event_count}, alerts={self.alerts})"
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
@@ -186,6 +205,7 @@ _DECODER: Final = msgspec.msgpack.Decoder(
         str,
         dict[str, tuple[int, int]] | None,
         int,
+        bool,
         bool,
     ]
 )

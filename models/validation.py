@@ -17,7 +17,8 @@ contains the raw message.
 from __future__ import annotations
 
 import enum
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 from typing import Final
 
 import msgspec
@@ -52,6 +53,7 @@ class Reason(enum.StrEnum):
     UNKNOWN_CURRENCY = "unknown_currency"
     CLOCK_SKEW = "transmitted_after_occurred"
     TOO_LATE = "too_late"
+    TOO_MANY_EVENTS = "too_many_events"
     INVALID_CAPTURE_LINE = "invalid_capture_line"
 
 
@@ -91,7 +93,34 @@ def _classify(error: msgspec.ValidationError) -> Reason:
 
 
 def _detail(text: str) -> str:
+    """A human-readable reason, cut to 200 characters, any card number in it masked.
+
+    msgspec's messages quote decoded values (``Invalid enum value '…'``), and a value
+    can hold a PAN spelled with JSON escapes that the raw-bytes check cannot see.
+    """
+    text = pan.mask_pans(text.encode()).decode("utf-8", "replace")
     return text if len(text) <= _MAX_DETAIL_CHARS else text[: _MAX_DETAIL_CHARS - 1] + "…"
+
+
+# msgspec rounds a time to the microsecond; rounding "09:00:00.9999996" gives 09:00:01,
+# but the transaction key truncates transmitted_at to the second (CONTRACT §1). Messages
+# with more than six fraction digits there are rare (Java's Instant prints nine): they
+# are found with one search per block and their transmitted_at re-read, truncated.
+EXCESS_PRECISION: Final = re.compile(rb'"transmitted_at"\s*:\s*"[^"]*\.[0-9]{7}')
+_FRACTION_TAIL: Final = re.compile(r"(\.[0-9]{6})[0-9]+")
+_INSTANT: Final = msgspec.json.Decoder(datetime)
+
+
+def _truncate_transmitted_at(raw: bytes, event: TransactionEvent) -> None:
+    """Re-read ``transmitted_at`` from ``raw`` with its fraction cut to microseconds."""
+    text = msgspec.json.decode(raw, type=_TransmittedAt).transmitted_at
+    event.transmitted_at = _INSTANT.decode(
+        msgspec.json.encode(_FRACTION_TAIL.sub(r"\1", text, count=1))
+    )
+
+
+class _TransmittedAt(msgspec.Struct):
+    transmitted_at: str
 
 
 def decode_event(source: Source, raw: bytes, max_clock_skew: timedelta) -> InputEvent | Rejection:
@@ -113,7 +142,13 @@ def decode_event(source: Source, raw: bytes, max_clock_skew: timedelta) -> Input
         return Rejection(Reason.INVALID_JSON, _detail(str(error)))
     except UnicodeDecodeError as error:  # msgspec raises it for invalid UTF-8 in strings
         return Rejection(Reason.INVALID_JSON, _detail(f"not UTF-8: {error.reason}"))
+    except RecursionError:  # an unknown field nested a thousand levels deep
+        return Rejection(Reason.INVALID_JSON, "nested too deeply")
+    except Exception as error:
+        return Rejection(Reason.INVALID_JSON, _detail(f"undecodable: {type(error).__name__}"))
     if isinstance(event, TransactionEvent):
+        if EXCESS_PRECISION.search(raw):
+            _truncate_transmitted_at(raw, event)
         checked = validate(event, round(max_clock_skew.total_seconds() * MICROS))
         if isinstance(checked, Rejection):
             return checked

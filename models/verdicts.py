@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
-from models.alerts import TRANSACTION_KINDS, Kind
+from models.alerts import Kind
 from models.config import DetectionConfig
 from models.events import Step
 from models.transaction import NO_RESPONSE_CODE, RECORD, Txn
@@ -246,11 +246,6 @@ def holding(t: Tally, config: DetectionConfig) -> tuple[bool, bool, bool, bool, 
     )
 
 
-def conditions(t: Tally, config: DetectionConfig) -> dict[Kind, bool]:
-    """:func:`holding`, keyed by kind (for readers and tests)."""
-    return dict(zip(TRANSACTION_KINDS, holding(t, config), strict=True))
-
-
 @dataclasses.dataclass(slots=True)
 class Facts:
     """A transaction's tally plus the details the scorer and the explanation need."""
@@ -270,58 +265,10 @@ class Facts:
     first_hold: tuple[int, int, int] | None = None
     evidence: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
-    # The tally's answers, under the names the scorer reads.
     @property
     def outcome(self) -> Step | None:
+        """The latest terminal outcome (by occurred_at), None if none reached us."""
         return Step(self.tally.outcome) if self.tally.outcome else None
-
-    @property
-    def terminal_amount(self) -> int | None:
-        return self.tally.terminal_amount
-
-    @property
-    def terminal_currency(self) -> int | None:
-        return self.tally.terminal_currency
-
-    @property
-    def terminal_reversal(self) -> bool:
-        return self.tally.terminal_reversal
-
-    @property
-    def completed(self) -> bool:
-        return self.tally.completed
-
-    @property
-    def net(self) -> int:
-        return self.tally.net
-
-    @property
-    def debited(self) -> int:
-        return self.tally.debited
-
-    @property
-    def debit_count(self) -> int:
-        return self.tally.debit_count
-
-    @property
-    def reversal_count(self) -> int:
-        return self.tally.reversal_count
-
-    @property
-    def refund_count(self) -> int:
-        return self.tally.refund_count
-
-    @property
-    def hold_release_sum(self) -> int:
-        return self.tally.hold_release_sum
-
-    @property
-    def live_debits(self) -> int:
-        return self.tally.live_debits
-
-    @property
-    def money_amounts(self) -> list[tuple[int, int]]:
-        return self.tally.money_amounts
 
     @property
     def issuer_amount(self) -> tuple[int, int] | None:

@@ -132,7 +132,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                     "published": dict(summary.published),
                     "firing": dict(summary.firing),
                     "at_risk_by_currency": summary.at_risk_by_currency,
-                    "seconds": summary.seconds,
+                    "seconds": round(summary.seconds, 3),
                 }
             )
         )

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import msgspec
 
+from models.capture import encode_line
 from models.events import Source
 from models.reconciler import Applied, Reconciler
 from models.validation import Rejection, decode_event
@@ -76,7 +77,7 @@ def encode(event_: dict[str, Any]) -> bytes:
 
 def capture_line(source: str, event_: dict[str, Any] | bytes) -> bytes:
     raw = event_ if isinstance(event_, bytes) else encode(event_)
-    return b'{"source":"' + source.encode() + b'","event":' + raw + b"}"
+    return encode_line(cast(Source, source), raw)
 
 
 def capture(items: list[tuple[str, dict[str, Any] | bytes]]) -> bytes:

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 from typing import Final
 
+from models.capture import LINE_PREFIX as CAPTURE_LINE_PREFIX
+
 # CONTRACT §5: transmitted_at may be at most this much after the event's own occurred_at.
 MAX_CLOCK_SKEW_MS: Final = 120_000
 
 FINAL_WATERMARK_AT: Final = "9999-12-31T23:59:59Z"
-LINE_PREFIX: Final = {
-    "terminal": b'{"source":"terminal","event":',
-    "issuer": b'{"source":"issuer","event":',
-}
-_PREFIX_LENGTH: Final = {source: len(prefix) for source, prefix in LINE_PREFIX.items()}
+# The framing is models.capture's (one definition for the replay and the simulator).
+LINE_PREFIX: Final[dict[str, bytes]] = {s: p for s, p in CAPTURE_LINE_PREFIX.items()}
+_PREFIX_LENGTH: Final[dict[str, int]] = {s: len(prefix) for s, prefix in LINE_PREFIX.items()}
 
 
 def final_watermark(source: str) -> bytes:

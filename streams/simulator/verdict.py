@@ -17,13 +17,14 @@ Rules (on the final, de-duplicated set of events of one key):
 * reversal_not_applied: net > 0 and a terminal reversal -> at risk: net.
 * terminal_approved_no_debit: completed and net == 0 -> at risk: 0.
 * amount_mismatch: completed, net > 0, a debit or hold differs from the terminal's
-  amount or currency -> at risk: max(0, largest debit (or hold) - terminal amount).
+  amount or currency -> at risk: max(0, net - terminal amount) (the overcharge).
 * duplicate_debit: count(debit) - count(issuer reversal) - count(refund) >= 2
   -> at risk: debited minus one debit.
 
 The terminal's amount is the amount of its latest outcome (what it showed), falling
-back to the request's. Currencies never differ within a simulated key, so the check
-compares amounts only.
+back to the request's. (No scenario emits two outcomes at the same instant, so the
+core's tie-break by event id never comes into play here.) Currencies never differ
+within a simulated key, so the check compares amounts only.
 """
 
 from __future__ import annotations
@@ -91,8 +92,7 @@ def judge(events: Iterable[Ev]) -> dict[Kind, int]:
     if completed and net > 0:
         moved = debits + holds
         if any(amount != terminal_amount for amount in moved):
-            largest = max(debits) if debits else max(holds)
-            fired[Kind.AMOUNT_MISMATCH] = max(0, largest - terminal_amount)
+            fired[Kind.AMOUNT_MISMATCH] = max(0, net - terminal_amount)
     if len(debits) - issuer_reversals - refunds >= 2:
         fired[Kind.DUPLICATE_DEBIT] = max(0, debited - debits[0])
     return fired

@@ -7,7 +7,7 @@ checked, ISO 4217 checked, times must carry an offset.
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -155,3 +155,26 @@ def test_watermarks_are_valid_on_both_topics() -> None:
 def test_transmitted_at_before_occurred_at_is_normal() -> None:
     raw = with_("authorization", transmitted_at="2026-11-26T09:00:00Z")
     assert isinstance(decode_event("issuer", raw, SKEW), IssuerAuthorization)
+
+
+def test_deeply_nested_unknown_field_is_invalid_json_not_a_crash() -> None:
+    raw = with_(nested=0).replace(b'"nested":0', b'"nested":' + b"[" * 20_000 + b"]" * 20_000)
+    result = decode_event("terminal", raw, SKEW)
+    assert isinstance(result, Rejection) and result.reason is Reason.INVALID_JSON
+
+
+@pytest.mark.parametrize(
+    ("spelling", "second"),
+    [
+        ("2026-11-27T09:00:00.9999996Z", "09:00:00"),  # msgspec alone would round up
+        ("2026-11-27T09:00:00.999999999Z", "09:00:00"),  # Java Instant, nanoseconds
+        ("2026-11-27T17:00:00.9999999+08:00", "09:00:00"),
+        ("2026-11-27T09:00:01.0000004Z", "09:00:01"),
+    ],
+)
+def test_transmitted_at_is_truncated_to_the_second_whatever_its_precision(
+    spelling: str, second: str
+) -> None:
+    result = decode_event("terminal", with_(transmitted_at=spelling), SKEW)
+    assert isinstance(result, TerminalRequest)
+    assert result.transmitted_at.astimezone(UTC).strftime("%H:%M:%S") == second

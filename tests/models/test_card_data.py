@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models import pan
+from models import pan, validation
 from models.dead_letter import dead_letter
 from models.validation import MAX_MESSAGE_BYTES, Reason, Rejection, decode_event
 
@@ -108,3 +108,24 @@ def test_any_bytes_are_decoded_or_rejected_never_raise(raw: bytes) -> None:
 @given(st.text(alphabet='0123456789 -abc:"{}', max_size=60))
 def test_masked_bytes_never_contain_a_pan(text: str) -> None:
     assert not pan.contains_pan(pan.mask_pans(text.encode()))
+
+
+ESCAPED_PAN = "\\u0034111111111111111"  # JSON for "4111111111111111", first digit escaped
+
+
+@pytest.mark.parametrize("field", ["card_token", "event_id", "currency", "note"])
+def test_pan_spelled_with_json_escapes_is_still_a_pan(field: str) -> None:
+    raw = b'{"type": "request", "' + field.encode() + b'": "' + ESCAPED_PAN.encode() + b'"}'
+    rejection = decode_event("terminal", raw, timedelta(seconds=120))
+    assert isinstance(rejection, Rejection) and rejection.reason is Reason.PAN_DETECTED
+    stored = dead_letter(rejection.reason, rejection.detail, raw).raw_bytes()
+    assert b"411111******1111" in stored
+    assert not pan.contains_pan(stored)
+
+
+def test_rejection_details_mask_any_card_number_they_quote() -> None:
+    # Defence in depth: every route to a PAN is caught before decoding, but a detail
+    # quoting a decoded value must not be the one place a card number could slip out.
+    detail = validation._detail("Invalid enum value '4111111111111111' - at `$.outcome`")
+    assert "411111******1111" in detail
+    assert not pan.contains_pan(detail.encode())

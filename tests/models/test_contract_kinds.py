@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from models.config import DetectionConfig
-from tests.factories import event, final_status, firing_kinds, run
+from tests.factories import event, final_status, firing_kinds, run, watermark
 
 
 @dataclasses.dataclass
@@ -220,7 +220,8 @@ def test_contract_kind(case: Case) -> None:
 
 
 def test_alert_carries_every_contract_field() -> None:
-    alerts = run([request(), authorization(), issuer("debit"), outcome("timeout", 31)])
+    closing = [("terminal", watermark(400.0)), ("issuer", watermark(400.0))]
+    alerts = run([request(), authorization(), issuer("debit"), outcome("timeout", 31), *closing])
     (alert,) = alerts
     assert alert.kind == "unmatched_debit"
     assert alert.status == "firing"
@@ -230,7 +231,8 @@ def test_alert_carries_every_contract_field() -> None:
     assert (alert.terminal_amount_minor, alert.issuer_amount_minor) == (12_550, 12_550)
     assert alert.at_risk_minor == 12_550
     assert len(alert.evidence) == 4
-    assert alert.detected_at == "2026-11-27T09:06:00Z"
+    assert alert.detected_at == "2026-11-27T09:06:40Z"  # stream time of the verdict
+    assert alert.window_closed_at == "2026-11-27T09:06:00Z"
     assert alert.explanation and alert.probable_cause == "network_failure"
     assert alert.severity in {"critical", "high", "medium", "low"}
     assert 0.0 <= alert.score <= 1.0
@@ -254,3 +256,9 @@ def test_alert_id_is_the_same_for_any_spelling_of_the_key_instant() -> None:
     shifted["transmitted_at"] = "2026-11-27T17:00:00.900+08:00"  # same second, other offset
     local = run([("terminal", shifted), issuer("debit")])
     assert [a.alert_id for a in utc] == [a.alert_id for a in local]
+
+
+def test_windows_closed_by_the_end_of_a_capture_report_its_far_future_stream_time() -> None:
+    (alert,) = run([request(), issuer("debit")])  # run() ends with finish(): infinity
+    assert alert.detected_at == "9999-12-31T23:59:59Z"
+    assert alert.window_closed_at == "2026-11-27T09:06:00Z"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.reconciler import Applied, Reconciler
+from models.transaction import MAX_EVENTS
 from tests.factories import apply, event, watermark
 
 SALE = [
@@ -52,7 +53,9 @@ def test_late_refund_resolves_with_the_same_alert_id() -> None:
     assert resolved.alert_id == fired.alert_id
     assert resolved.status == "resolved"
     assert resolved.resolution == "refunded"
-    assert resolved.resolved_at == "2026-11-27T10:00:00Z"
+    # Stream time when the refund was applied: the bank feed's progress jumps to 10:00,
+    # the terminal's is still at 09:06:40, and stream time is the smaller.
+    assert resolved.resolved_at == "2026-11-27T09:06:40Z"
     assert resolved.detected_at == fired.detected_at
     assert resolved.at_risk_minor == 0
 
@@ -126,3 +129,26 @@ def test_condition_false_before_close_publishes_nothing() -> None:
     h = Harness()
     h.feed(*SALE, ("issuer", event("refund", 100.0)))
     assert h.tick(10_000) == []
+
+
+def test_same_event_id_from_the_other_side_is_not_a_redelivery() -> None:
+    # Terminal gateway and issuer number their events independently: "42" from each is
+    # two events (dedup is per source), so this matched sale raises nothing.
+    h = Harness()
+    h.feed(
+        ("terminal", event("request", 0.1, event_id="42")),
+        ("terminal", event("outcome", 2.0, outcome="approved", event_id="43")),
+        ("issuer", event("debit", 1.2, event_id="42")),
+    )
+    assert h.tick(400) == []
+    assert h.reconciler.stats.duplicates == 0
+
+
+def test_a_key_with_too_many_events_refuses_more() -> None:
+    h = Harness()
+    h.feed(("terminal", event("request", 0.1, event_id="r")))
+    for index in range(MAX_EVENTS - 1):
+        h.feed(("issuer", event("authorization", 1.0, approved=True, event_id=f"a{index}")))
+    source, raw = ("issuer", event("debit", 1.2, event_id="one-too-many"))
+    assert apply(h.reconciler, source, raw) is Applied.TOO_MANY
+    assert h.reconciler.stats.too_many == 1

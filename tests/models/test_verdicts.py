@@ -61,8 +61,15 @@ def test_quiet_recognises_matched_and_clean_sales() -> None:
 
 
 @given(records)
-def test_fold_carries_the_same_tally(log: list[tuple[Step, int, int, int]]) -> None:
+def test_fold_details_agree_with_the_log(log: list[tuple[Step, int, int, int]]) -> None:
     txn = txn_of(log)
     facts = fold(txn)
-    assert holding(facts.tally, CONFIG) == holding(tally(txn), CONFIG)
-    assert [event_id for _at, event_id in facts.evidence] == txn.event_ids
+    assert sorted(facts.evidence_ids()) == sorted(txn.event_ids)
+    debits = [(at, amount) for step, at, amount, _ in log if step is Step.DEBIT]
+    if debits:
+        earliest = min(at for at, _ in debits)
+        assert facts.first_debit is not None
+        assert facts.first_debit[0] == earliest * 1_000_000
+        assert facts.first_debit[1] in {amount for at, amount in debits if at == earliest}
+    outcomes = [at for step, at, _, _ in log if Step.APPROVED <= step <= Step.CANCELLED]
+    assert facts.outcome_us == (max(outcomes) * 1_000_000 if outcomes else None)

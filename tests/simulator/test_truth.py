@@ -67,8 +67,7 @@ def contract_verdicts(lines: list[bytes]) -> dict[str, tuple[Kind, int]]:
             if any(
                 m.amount_minor != shown.amount_minor or m.currency != shown.currency for m in moved
             ):
-                largest = max(m.amount_minor for m in (debits or holds))
-                kinds[Kind.AMOUNT_MISMATCH] = max(0, largest - shown.amount_minor)
+                kinds[Kind.AMOUNT_MISMATCH] = max(0, net - shown.amount_minor)
         if live >= 2:
             first = min(debits, key=lambda e: e.occurred_at)
             kinds[Kind.DUPLICATE_DEBIT] = debited - first.amount_minor

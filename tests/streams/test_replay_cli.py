@@ -87,6 +87,23 @@ def bad_lines() -> list[tuple[bytes, str]]:
             "pan_detected",
         ),
         (b'{"source": "terminal", "note": "' + PAN.encode() + b'"', "pan_detected"),
+        # The same card number with its first digit written as a JSON escape.
+        (
+            capture_line("issuer", encode(event("debit", 2.0))).replace(
+                b'"tok_card_a"', b'"\\u0034' + PAN[1:].encode() + b'"'
+            ),
+            "pan_detected",
+        ),
+        # Nested deeper than any decoder recurses: refused, and the replay goes on.
+        (
+            capture_line(
+                "terminal",
+                encode(event("request", 2.0, nested=0)).replace(
+                    b'"nested":0', b'"nested":' + b"[" * 20_000 + b"]" * 20_000
+                ),
+            ),
+            "invalid_capture_line",
+        ),
     ]
 
 
