@@ -191,6 +191,8 @@ def quiet(txn: Txn) -> bool:
     * *matched*: exactly one outcome, ``approved``, no terminal reversal, at most one
       debit, and every debit or hold (at least one) equal to the outcome in amount
       and currency, the amount not 0: completed, net > 0, nothing differs, no duplicate.
+      A hold release is allowed once the debit is posted (the posting consumed the
+      hold), which is how dual-message sales end: their clearing arrives hours later.
 
     False only means "look closer" (:func:`tally`). ``tests/models/test_verdicts.py``
     checks on random logs that ``quiet`` never says True where a kind holds.
@@ -201,7 +203,8 @@ def quiet(txn: Txn) -> bool:
         return True  # none of debit, hold, approved: clean
     if steps.translate(None, _MATCHED_STEPS) or steps.count(_APPROVED) != 1:
         return False
-    if steps.count(_DEBIT) > 1:
+    debits = steps.count(_DEBIT)
+    if debits > 1 or (debits == 0 and _HOLD_RELEASE in steps):
         return False
     approved = steps.index(_APPROVED) * _SIZE
     shown = records[approved + 9 : approved + 19]

@@ -73,3 +73,37 @@ def test_fold_details_agree_with_the_log(log: list[tuple[Step, int, int, int]]) 
         assert facts.first_debit[1] in {amount for at, amount in debits if at == earliest}
     outcomes = [at for step, at, _, _ in log if Step.APPROVED <= step <= Step.CANCELLED]
     assert facts.outcome_us == (max(outcomes) * 1_000_000 if outcomes else None)
+
+
+near_matched = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                Step.REQUEST,
+                Step.APPROVED,
+                Step.AUTH_APPROVED,
+                Step.DEBIT,
+                Step.HOLD,
+                Step.HOLD_RELEASE,
+                Step.REFUND,
+                Step.ISSUER_REVERSAL,
+                Step.TIMEOUT,
+            ]
+        ),
+        st.integers(0, 5),
+        st.sampled_from([0, 1_000, 1_000, 1_000, 1_100]),
+        st.sampled_from([978, 978, 978, 840]),
+    ),
+    min_size=2,
+    max_size=6,
+)
+
+
+@given(near_matched)
+def test_quiet_never_hides_a_kind_on_near_matched_logs(
+    log: list[tuple[Step, int, int, int]],
+) -> None:
+    """The shapes quiet() accepts, and their near misses, drawn much more often."""
+    txn = txn_of(log)
+    if quiet(txn):
+        assert not any(holding(tally(txn), CONFIG))
