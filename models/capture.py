@@ -41,6 +41,7 @@ from models.transaction import MAX_EVENTS
 from models.validation import (
     EXCESS_PRECISION,
     MAX_MESSAGE_BYTES,
+    SEVEN_DIGIT_FRACTION_SHAPE,
     Reason,
     Rejection,
     decode_event,
@@ -156,9 +157,9 @@ def feed_lines(
     went into ``reconciler``.
     """
     skew_us = round(max_clock_skew.total_seconds() * MICROS)
-    block = b"\n".join(lines)
-    may_hold_pans = pan.may_contain_pan(block)
-    may_be_too_precise = EXCESS_PRECISION.search(block) is not None
+    shape = pan.shape_of(b"\n".join(lines))
+    may_hold_pans = pan.may_contain_pan(b"", shape)
+    may_be_too_precise = SEVEN_DIGIT_FRACTION_SHAPE in shape
     decode = _TYPED_LINE.decode
     apply_valid = reconciler.apply_valid
     refused = _REFUSED

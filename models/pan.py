@@ -86,13 +86,19 @@ def _digits_of(candidate: bytes) -> bytes:
     return candidate.replace(b" ", b"").replace(b"-", b"")
 
 
-def may_contain_pan(raw: bytes) -> bool:
-    """Cheap test: False means ``raw`` certainly holds no PAN (no long digit run).
+def shape_of(raw: bytes) -> bytes:
+    """``raw`` with every digit and separator (escaped or not) turned into ``0``.
 
-    Runs at C speed over any amount of bytes, so a reader can clear a whole block of
-    lines with one call and look closer only at blocks that fail it.
+    Runs at C speed over any amount of bytes: a reader computes it once for a whole
+    block of lines and asks it cheap questions (:func:`may_contain_pan`, and the
+    fraction-length test of :mod:`models.validation`).
     """
-    return _CANDIDATE_RUN in _unescaped(raw).translate(_SHAPE)
+    return _unescaped(raw).translate(_SHAPE)
+
+
+def may_contain_pan(raw: bytes, shape: bytes | None = None) -> bool:
+    """Cheap test: False means ``raw`` certainly holds no PAN (no long digit run)."""
+    return _CANDIDATE_RUN in (shape_of(raw) if shape is None else shape)
 
 
 def find_pans(raw: bytes) -> list[tuple[int, int]]:

@@ -107,6 +107,9 @@ def _detail(text: str) -> str:
 # with more than six fraction digits there are rare (Java's Instant prints nine): they
 # are found with one search per block and their transmitted_at re-read, truncated.
 EXCESS_PRECISION: Final = re.compile(rb'"transmitted_at"\s*:\s*"[^"]*\.[0-9]{7}')
+# The same question asked of pan.shape_of(bytes) (digits as "0"): a fraction of 7+ digits
+# anywhere. A cheap block-level filter before the regex.
+SEVEN_DIGIT_FRACTION_SHAPE: Final = b".0000000"
 _FRACTION_TAIL: Final = re.compile(r"(\.[0-9]{6})[0-9]+")
 _INSTANT: Final = msgspec.json.Decoder(datetime)
 
