@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.replay_throughput import capture_for, machine  # noqa: E402
+from bench.replay_throughput import bench_arguments, capture_for, machine  # noqa: E402
 from models.capture import feed_lines  # noqa: E402
 from models.config import DetectionConfig  # noqa: E402
 from models.events import Source, TransactionEvent  # noqa: E402
@@ -118,11 +118,7 @@ def open_everything(capture: Path, uuid_ids: bool) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transactions", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser = bench_arguments(__doc__)
     parser.add_argument("--variant", choices=["simulator_ids", "uuid_ids"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)

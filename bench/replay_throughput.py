@@ -98,13 +98,18 @@ def machine() -> dict[str, object]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark here takes: which capture, where results go."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--transactions", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = bench_arguments(__doc__).parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     info = machine()

@@ -66,28 +66,8 @@ class Emitter:
         unusual = disorder.late_tail + disorder.redelivery
         seconds = SECOND_PREFIXES
         three = THREE_DIGITS
-        # The per-transaction parts (CONTRACT §1 field order): both sides' transmitted_at
-        # name the same second; the terminal writes its local offset (with ms on some
-        # terminals), the issuer side UTC to the second.
-        terminal = tx.terminal
-        t0 = tx.t0
-        suffix = terminal.merchant.offset_text
-        offset_ms = terminal.offset_ms
-        local = t0 + offset_ms
-        stamp = seconds.get(local // 1000) or second_prefix(local // 1000)
-        if terminal.ms_transmitted:
-            terminal_time = f"{stamp}{three[local % 1000]}{suffix}"
-        else:
-            terminal_time = stamp[:-1] + suffix
-        utc = seconds.get(t0 // 1000) or second_prefix(t0 // 1000)
-        common = f'",{terminal.json_prefix}{tx.stan}","transmitted_at":"'
-        terminal_middle = f'{common}{terminal_time}","occurred_at":"'
-        issuer_middle = f'{common}{utc[:-1]}Z","occurred_at":"'
-        tail = f'{terminal.tail_prefix}{tx.card.card_token}"'
-        # The terminal's clock runs skew ms off, in local time; never so slow that the
-        # host's transmitted_at lands more than 120 s after occurred_at (CONTRACT §5).
-        terminal_shift = terminal.skew_ms + offset_ms
-        earliest_local = t0 - MAX_CLOCK_SKEW_MS + offset_ms
+        terminal_middle, issuer_middle, suffix, terminal_shift, earliest_local = _heads(tx)
+        tail = f'{tx.terminal.tail_prefix}{tx.card.card_token}"'
         count = self.count
         for at, by_terminal, kind, amount, _, extra in tx.events:
             count += 1
@@ -161,22 +141,9 @@ class Emitter:
         seconds = SECOND_PREFIXES
         three = THREE_DIGITS
         terminal = tx.terminal
-        suffix = terminal.merchant.offset_text
-        offset_ms = terminal.offset_ms
-        local = t0 + offset_ms
-        stamp = seconds.get(local // 1000) or second_prefix(local // 1000)
-        if terminal.ms_transmitted:
-            terminal_time = f"{stamp}{three[local % 1000]}{suffix}"
-        else:
-            terminal_time = stamp[:-1] + suffix
-        utc = seconds.get(t0 // 1000) or second_prefix(t0 // 1000)
-        common = f'",{terminal.json_prefix}{tx.stan}","transmitted_at":"'
-        terminal_middle = f'{common}{terminal_time}","occurred_at":"'
-        issuer_middle = f'{common}{utc[:-1]}Z","occurred_at":"'
+        terminal_middle, issuer_middle, suffix, terminal_shift, earliest_local = _heads(tx)
         money = f'","amount_minor":{tx.amount}{terminal.tail_prefix}{tx.card.card_token}"'
         refs = tx.refs
-        terminal_shift = terminal.skew_ms + offset_ms
-        earliest_local = t0 - MAX_CLOCK_SKEW_MS + offset_ms
         count = self.count
         # The request and the outcome, on the terminal's clock.
         request_local = t0 + terminal_shift
@@ -260,3 +227,35 @@ class Emitter:
                 else:
                     bucket.append(item)
         self.count = count + 4
+
+
+def _heads(tx: Txn) -> tuple[str, str, str, int, int]:
+    """The per-transaction parts of its events' text, and the terminal's clock shift.
+
+    In CONTRACT §1 field order: both sides' ``transmitted_at`` name the same second; the
+    terminal writes its local offset (with ms on some terminals), the issuer side UTC
+    to the second. Returns ``(terminal_middle, issuer_middle, offset_suffix,
+    terminal_shift_ms, earliest_local_ms)``: the terminal's clock runs ``skew`` ms off, in
+    local time, never so slow that the host's ``transmitted_at`` lands more than 120 s
+    after ``occurred_at`` (CONTRACT §5).
+    """
+    terminal = tx.terminal
+    t0 = tx.t0
+    seconds = SECOND_PREFIXES
+    suffix = terminal.merchant.offset_text
+    offset_ms = terminal.offset_ms
+    local = t0 + offset_ms
+    stamp = seconds.get(local // 1000) or second_prefix(local // 1000)
+    if terminal.ms_transmitted:
+        terminal_time = f"{stamp}{THREE_DIGITS[local % 1000]}{suffix}"
+    else:
+        terminal_time = stamp[:-1] + suffix
+    utc = seconds.get(t0 // 1000) or second_prefix(t0 // 1000)
+    common = f'",{terminal.json_prefix}{tx.stan}","transmitted_at":"'
+    return (
+        f'{common}{terminal_time}","occurred_at":"',
+        f'{common}{utc[:-1]}Z","occurred_at":"',
+        suffix,
+        terminal.skew_ms + offset_ms,
+        t0 - MAX_CLOCK_SKEW_MS + offset_ms,
+    )

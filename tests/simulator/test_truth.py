@@ -23,6 +23,7 @@ from models.events import (
     TerminalReversal,
     TransactionEvent,
 )
+from streams.simulator.profiles import ANOMALY_SCENARIOS
 from tests.simulator.helpers import decoded, key_of, run, utc_second
 
 
@@ -93,20 +94,7 @@ def test_truth_alert_ids_are_unique_and_well_formed():
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record.transmitted_at)
         assert re.fullmatch(r"\d{6}", record.stan)
         assert record.card_token.startswith("tok_")
-        assert record.scenario.split(".")[0] in {
-            "network_failure",
-            "network_failure_standin",
-            "issuer_late_response",
-            "terminal_fault",
-            "terminal_fault_false_approval",
-            "reversal_lost",
-            "account_restriction",
-            "merchant_configuration",
-            "operator_error_amount",
-            "operator_error_cancelled",
-            "payment_method_switch",
-            "duplicate_processing",
-        }
+        assert record.scenario.split(".")[0] in ANOMALY_SCENARIOS
 
 
 def test_truth_names_the_transaction_as_the_capture_does():
