@@ -3,10 +3,11 @@
 #   make demo    simulate traffic, replay it through the detector, evaluate (README, first command)
 #   make test    lint, type-check and run the whole test suite (README, second command; CI)
 #   make bench   throughput and memory benchmarks (writes bench/results/*.json)
+#   make profile instructions per line, stage by stage (needs valgrind)
 #
 # Everything installs into .venv from PyPI; nothing is installed system-wide.
 
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
@@ -15,10 +16,10 @@ OUT    ?= out
 DEMO_TRANSACTIONS ?= 100000
 DEMO_SEED ?= 7
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench profile clean
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+	@test -n "$(PYTHON)" && command -v $(PYTHON) >/dev/null 2>&1 || { \
 	  echo "debitwatch needs Python 3.11: '$(PYTHON)' was not found (set PYTHON=...)" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
 	  echo "debitwatch needs Python 3.11; $(PYTHON) is $$($(PYTHON) --version)" >&2; exit 1; }
@@ -54,6 +55,9 @@ test: lint typecheck unit
 bench: install
 	$(BIN)/python bench/replay_throughput.py
 	$(BIN)/python bench/open_state_memory.py
+
+profile: install
+	$(BIN)/python bench/stage_instructions.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
