@@ -30,13 +30,14 @@ from typing import Final
 from models.alerts import alert_id
 from models.truth import TruthRecord
 from streams.simulator import scenarios
+from streams.simulator.catalogue import SCENARIO_FUNCTIONS
 from streams.simulator.disorder import Disorder
 from streams.simulator.emitter import Emitter
 from streams.simulator.encode import event_json, watermark_line
 from streams.simulator.fleet import build_fleet
 from streams.simulator.ordering import Arrival, ArrivalBuffer, Line
 from streams.simulator.profiles import PROFILES, SCENARIOS, Profile
-from streams.simulator.scenarios import SCENARIO_FUNCTIONS, Builder, Scenario
+from streams.simulator.scenarios import Builder, Scenario
 from streams.simulator.timefmt import format_utc_second, parse_instant_ms
 from streams.simulator.transaction import Txn
 from streams.simulator.verdict import judge
@@ -44,7 +45,7 @@ from streams.simulator.verdict import judge
 DEFAULT_START: Final = "2026-11-26T20:00:00Z"
 # After a story's last terminal event the terminal is free again this much later.
 _TERMINAL_TURNAROUND_MS: Final = 3_000
-# Transactions built only by scenarios._sale (a matched sale, by construction): they are
+# Transactions built only by scenarios.matched_sale (a matched sale, by construction): they are
 # ~90 % of traffic, and judging them would cost ~10 % of the run. verify_all judges them.
 _MATCHED_BY_CONSTRUCTION: Final = frozenset(
     ("approved", "approved.late_feed", "paid_again", "retry", "second_card")
