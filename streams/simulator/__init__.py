@@ -12,8 +12,9 @@ is one consumer of it, a Kafka producer pacing by wall clock can be another::
     truth = simulation.truth
 
 Modules, one job each: :mod:`.profiles` (rates), :mod:`.fleet` (merchants, terminals,
-cards), :mod:`.transaction` (one key's events), :mod:`.scenarios` (what happens in a
-sale), :mod:`.verdict` (the contract's rules, for the truth), :mod:`.encode` and
+cards), :mod:`.transaction` (one key's events), :mod:`.scenarios` (the steps of a
+sale, benign stories), :mod:`.anomalies` (the faults), :mod:`.catalogue` (scenarios by
+name), :mod:`.verdict` (the contract's rules, for the truth), :mod:`.encode` and
 :mod:`.timefmt` (text formats), :mod:`.disorder` (arrival delays), :mod:`.ordering`
 (arrival order), :mod:`.emitter` (the per-event hot loop), :mod:`.generator` (the run),
 :mod:`.writer` (files), :mod:`.cli_args` (the command line).
