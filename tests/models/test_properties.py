@@ -13,6 +13,11 @@ the alerts firing at the end of the capture do not change when
 
 and that they equal an oracle written straight from CONTRACT §1.2/§2, independently of
 the core's code.
+
+The captures span minutes, far inside the 7-day retention, so no event is ``too_late``:
+order *can* decide which events arrive too late to count, and the contract's invariance
+(§4) is about captures whose events all count. Retention has its own tests
+(test_stream_time.py).
 """
 
 from __future__ import annotations
