@@ -32,10 +32,14 @@ _EXP_BITS: Final = len(UNIT_EXPONENTIAL).bit_length() - 1
 class Emitter:
     """Turns transactions into framed, scheduled capture lines."""
 
-    def __init__(self, disorder: Disorder, buffer: ArrivalBuffer) -> None:
+    def __init__(self, disorder: Disorder, buffer: ArrivalBuffer, id_tag: str = "") -> None:
         self._disorder = disorder
         self._buffer = buffer
         self.count = 0  # events rendered (the last event_id number)
+        # "te-N" / "ie-N"; a shard of a parallel run tags its ids ("te1-N") to keep them
+        # unique across shards.
+        self._terminal_id = f"te{id_tag}-"
+        self._issuer_id = f"ie{id_tag}-"
         # Delays in whole microseconds by quantile: one draw of random bits and an index.
         self._terminal_delays = tuple(
             disorder.terminal_floor_us + int(disorder.terminal_mean_us * unit)
@@ -69,6 +73,7 @@ class Emitter:
         terminal_middle, issuer_middle, suffix, terminal_shift, earliest_local = _heads(tx)
         tail = f'{tx.terminal.tail_prefix}{tx.card.card_token}"'
         count = self.count
+        terminal_id, issuer_id = self._terminal_id, self._issuer_id
         for at, by_terminal, kind, amount, _, extra in tx.events:
             count += 1
             if by_terminal:
@@ -81,7 +86,7 @@ class Emitter:
                     at * _US_PER_MS + terminal_delays[index_bits(_EXP_BITS)],
                     "terminal",
                     (
-                        f'{{"source":"terminal","event":{{"event_id":"te-{count}",'
+                        f'{{"source":"terminal","event":{{"event_id":"{terminal_id}{count}",'
                         f'"type":"{kind}{terminal_middle}{stamp}{three[local % 1000]}'
                         f'{suffix}","amount_minor":{amount}{tail}{extra}}}}}\n'
                     ),
@@ -98,7 +103,7 @@ class Emitter:
                     arrival,
                     "issuer",
                     (
-                        f'{{"source":"issuer","event":{{"event_id":"ie-{count}",'
+                        f'{{"source":"issuer","event":{{"event_id":"{issuer_id}{count}",'
                         f'"type":"{kind}{issuer_middle}{stamp}{three[at % 1000]}'
                         f'Z","amount_minor":{amount}{tail}{extra}}}}}\n'
                     ),
@@ -145,6 +150,7 @@ class Emitter:
         money = f'","amount_minor":{tx.amount}{terminal.tail_prefix}{tx.card.card_token}"'
         refs = tx.refs
         count = self.count
+        terminal_id, issuer_id = self._terminal_id, self._issuer_id
         # The request and the outcome, on the terminal's clock.
         request_local = t0 + terminal_shift
         if request_local < earliest_local:
@@ -178,27 +184,30 @@ class Emitter:
             (
                 request_arrival,
                 "terminal",
-                f'{{"source":"terminal","event":{{"event_id":"te-{count + 1}","type":"request'
+                f'{{"source":"terminal","event":{{"event_id":"{terminal_id}{count + 1}",'
+                f'"type":"request'
                 f"{terminal_middle}{request_stamp}{three[request_local % 1000]}{suffix}"
                 f"{money}}}}}\n",
             ),
             (
                 answered_arrival,
                 "issuer",
-                f'{{"source":"issuer","event":{{"event_id":"ie-{count + 2}","type":"authorization'
+                f'{{"source":"issuer","event":{{"event_id":"{issuer_id}{count + 2}",'
+                f'"type":"authorization'
                 f"{issuer_middle}{answered_stamp}{three[answered % 1000]}Z"
                 f"{money}{refs}{APPROVED_AUTHORIZATION}}}}}\n",
             ),
             (
                 posted_arrival,
                 "issuer",
-                f'{{"source":"issuer","event":{{"event_id":"ie-{count + 3}","type":"debit'
+                f'{{"source":"issuer","event":{{"event_id":"{issuer_id}{count + 3}","type":"debit'
                 f"{issuer_middle}{posted_stamp}{three[posted % 1000]}Z{money}{refs}}}}}\n",
             ),
             (
                 outcome_arrival,
                 "terminal",
-                f'{{"source":"terminal","event":{{"event_id":"te-{count + 4}","type":"outcome'
+                f'{{"source":"terminal","event":{{"event_id":"{terminal_id}{count + 4}",'
+                f'"type":"outcome'
                 f"{terminal_middle}{outcome_stamp}{three[outcome_local % 1000]}{suffix}"
                 f"{money}{refs}{APPROVED_OUTCOME}}}}}\n",
             ),

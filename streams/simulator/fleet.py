@@ -252,8 +252,14 @@ def build_fleet(
     stan_near_wrap_share: float,
     ms_transmitted_share: float,
     dual_message_share: float,
+    name_base: int = 0,
+    name_step: int = 1,
 ) -> Fleet:
-    """Draw the fleet. Every merchant gets at least one terminal (if there are enough)."""
+    """Draw the fleet. Every merchant gets at least one terminal (if there are enough).
+
+    Merchant and terminal ids number ``name_base + index * name_step``: the parts of a
+    sharded run (``streams.simulator.shards``) get disjoint ids.
+    """
     if merchants < 1 or terminals < 1 or cards < 1:
         raise ValueError("--merchants, --terminals and --cards must be >= 1")
     weights = [market.weight for market in MARKETS]
@@ -263,7 +269,7 @@ def build_fleet(
         market = rng.choices(MARKETS, weights)[0]
         merchant_list.append(
             Merchant(
-                merchant_id=f"M{market.country}{index:06d}",
+                merchant_id=f"M{market.country}{name_base + index * name_step:06d}",
                 market=market,
                 offset_text=offset_suffix(market.offset_minutes),
                 amounts=quantiles[market.currency],
@@ -288,7 +294,7 @@ def build_fleet(
         terminal_list.append(
             Terminal(
                 index=index,
-                terminal_id=f"T{merchant.market.country}{index:05d}",
+                terminal_id=f"T{merchant.market.country}{name_base + index * name_step:05d}",
                 merchant=merchant,
                 skew_ms=int(rng.uniform(-skew_limit, skew_limit)),
                 timeout_ms=rng.randint(20, 60) * 1000,

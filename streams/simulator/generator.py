@@ -70,6 +70,10 @@ class SimulationConfig:
     terminals: int = 1_000
     cards: int = 50_000
     final_watermarks: bool = True
+    # One of `shards` independent parts of a run (streams.simulator.shards): its own
+    # terminals, merchants, cards and event-id namespace, so parts can run in parallel.
+    shard: int = 0
+    shards: int = 1
     # Judge every transaction against the contract's rules, even plain matched sales
     # (slower; the tests turn it on). Anything that can raise an alert is always judged.
     verify_all: bool = False
@@ -115,11 +119,15 @@ class Simulation:
             stan_near_wrap_share=profile.stan_near_wrap_share,
             ms_transmitted_share=profile.ms_transmitted_share,
             dual_message_share=profile.dual_message_share,
+            name_base=config.shard,
+            name_step=config.shards,
         )
         self._builder = Builder(self._rng, profile, self._fleet)
         self._disorder = Disorder(self._rng, profile, config.seed, config.start_ms)
         self._buffer = ArrivalBuffer()
-        self._emitter = Emitter(self._disorder, self._buffer)
+        self._emitter = Emitter(
+            self._disorder, self._buffer, id_tag=str(config.shard) if config.shards > 1 else ""
+        )
         self._started = False
         self._trusted: frozenset[str] = (
             frozenset() if config.verify_all else _MATCHED_BY_CONSTRUCTION

@@ -23,7 +23,9 @@ from models.truth import TRUTH_DECODER
 from streams.cli import EXIT_OK, EXIT_THRESHOLD, main
 
 
-def simulate(tmp_path: Path, profile: str, transactions: int, seed: int) -> tuple[Path, Path]:
+def simulate(
+    tmp_path: Path, profile: str, transactions: int, seed: int, shards: int = 1
+) -> tuple[Path, Path]:
     capture, truth = tmp_path / f"{profile}.jsonl", tmp_path / f"{profile}.truth"
     code = main(
         [
@@ -38,6 +40,8 @@ def simulate(tmp_path: Path, profile: str, transactions: int, seed: int) -> tupl
             str(capture),
             "--truth",
             str(truth),
+            "--shards",
+            str(shards),
         ]
     )
     assert code == EXIT_OK
@@ -45,13 +49,19 @@ def simulate(tmp_path: Path, profile: str, transactions: int, seed: int) -> tupl
 
 
 @pytest.mark.parametrize(
-    ("profile", "transactions", "seed"),
-    [("default", 20_000, 5), ("storm", 8_000, 6), ("normal", 5_000, 7)],
+    ("profile", "transactions", "seed", "shards"),
+    [
+        ("default", 20_000, 5, 1),
+        ("storm", 8_000, 6, 1),
+        ("normal", 5_000, 7, 1),
+        ("default", 10_000, 8, 2),
+    ],
+    ids=["default", "storm", "normal", "default-two-shards"],
 )
 def test_every_kind_is_found_exactly(
-    tmp_path: Path, profile: str, transactions: int, seed: int
+    tmp_path: Path, profile: str, transactions: int, seed: int, shards: int
 ) -> None:
-    capture, truth = simulate(tmp_path, profile, transactions, seed)
+    capture, truth = simulate(tmp_path, profile, transactions, seed, shards)
     alerts, dlq, summary = (tmp_path / name for name in ("a.jsonl", "d.jsonl", "s.json"))
     args = ["replay", str(capture), "-o", str(alerts), "--dlq", str(dlq)]
     assert main([*args, "--summary-json", str(summary), "-q"]) == EXIT_OK
