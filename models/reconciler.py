@@ -104,8 +104,9 @@ class Stats:
 class Reconciler:
     """Per-transaction join of terminal and issuer events, judged at window close.
 
-    ``store`` maps transaction keys to :class:`Txn`; a plain dict by default. The
-    stream workers pass their own mapping and persist the keys in :attr:`dirty`.
+    ``store`` maps transaction keys to :class:`Txn`, a plain dict by default; with
+    ``progress``, it is what a restart restores (:meth:`Txn.to_bytes` per key, and the
+    two progresses). Everything else is rebuilt from them.
     """
 
     def __init__(
