@@ -19,7 +19,7 @@ from typing import Final
 
 from streams.simulator.disorder import UNIT_EXPONENTIAL, Disorder
 from streams.simulator.encode import MAX_CLOCK_SKEW_MS
-from streams.simulator.ordering import ArrivalBuffer, OrderingError
+from streams.simulator.ordering import ArrivalBuffer
 from streams.simulator.timefmt import SECOND_PREFIXES, THREE_DIGITS, second_prefix
 from streams.simulator.transaction import APPROVED_AUTHORIZATION, APPROVED_OUTCOME, Txn
 
@@ -54,9 +54,7 @@ class Emitter:
         """Render, schedule and buffer every event of ``tx`` (and redelivered copies)."""
         disorder = self._disorder
         buffer = self._buffer
-        if tx.t0 * _US_PER_MS < buffer.emitted_before_us:
-            # Every event arrives at or after t0; this would break arrival order.
-            raise OrderingError(f"transaction at {tx.t0} ms is older than what was emitted")
+        buffer.check_not_before_emitted(tx.t0)
         buckets = buffer.buckets
         heap = buffer.heap
         random_ = disorder.random
@@ -112,6 +110,7 @@ class Emitter:
             if draw < unusual:
                 disorder.deliver_unusual(draw, item, buffer)
                 continue
+            # ArrivalBuffer.push_many, inlined: this loop runs for every event of a story.
             second = item[0] // _US_PER_SECOND
             bucket = buckets.get(second)
             if bucket is None:
@@ -135,8 +134,7 @@ class Emitter:
         disorder = self._disorder
         buffer = self._buffer
         t0 = tx.t0
-        if t0 * _US_PER_MS < buffer.emitted_before_us:
-            raise OrderingError(f"transaction at {t0} ms is older than what was emitted")
+        buffer.check_not_before_emitted(t0)
         random_ = disorder.random
         index_bits = disorder.getrandbits
         terminal_delays = self._terminal_delays

@@ -78,6 +78,12 @@ class ArrivalBuffer:
             else:
                 bucket.append(item)
 
+    def check_not_before_emitted(self, t0_ms: int) -> None:
+        """A transaction starting at ``t0_ms`` must not predate what was emitted: every
+        event arrives at or after its t0, so it would break arrival order."""
+        if t0_ms * 1_000 < self.emitted_before_us:
+            raise OrderingError(f"transaction at {t0_ms} ms is older than what was emitted")
+
     def ready(self, before_us: int) -> bool:
         """True when some bucket lies wholly before ``before_us`` (cheap pre-check)."""
         return bool(self.heap) and self.heap[0] < before_us // _US_PER_SECOND
