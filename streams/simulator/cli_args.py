@@ -7,9 +7,16 @@ does both for callers that hold an argv list (tests, scripts)::
     debitwatch simulate -o capture.jsonl --truth truth.jsonl \\
         --transactions 100000 --profile storm --seed 7 --set redelivery=0.05
 
+With ``--to-kafka`` the same traffic goes to the input topics instead, live, paced by
+the wall clock (:mod:`streams.live`); event time starts now unless ``--start`` is given::
+
+    debitwatch simulate --to-kafka --rate 20 --duration 600 --speed 30 --truth truth.jsonl
+
 Exit codes (those of ``debitwatch``): 0 on success, 2 on a usage error (unknown profile
 or ``--set`` name, a value out of range, a bad ``--start``), like argparse's own errors,
-3 when an output file cannot be written.
+3 when an output file cannot be written or (``--to-kafka``) the broker cannot be used,
+4 for an invalid ``--config`` file, 130 when a live run was interrupted (Ctrl-C,
+SIGTERM; the final watermarks are still sent, the truth is not written).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from streams.simulator.generator import DEFAULT_START, Simulation, SimulationConfig
 from streams.simulator.profiles import PROFILES, SETTABLE, ProfileError, resolve
@@ -37,8 +44,9 @@ IO_ERROR: Final = 3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``simulate`` options to ``parser``."""
     parser.add_argument(
-        "-o", "--output", required=True, metavar="CAPTURE", type=Path,
-        help="capture file to write (JSON Lines, CONTRACT §4); '-' for stdout",
+        "-o", "--output", metavar="CAPTURE", type=Path,
+        help="capture file to write (JSON Lines, CONTRACT §4); '-' for stdout; required "
+        "unless --to-kafka (then optional: a copy of what was sent)",
     )  # fmt: skip
     parser.add_argument(
         "--truth", required=True, metavar="TRUTH", type=Path,
@@ -56,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="RNG seed (default: %(default)s)")
     parser.add_argument(
-        "--start", default=DEFAULT_START, metavar="RFC3339",
-        help="event time of the first transaction (default: %(default)s)",
+        "--start", default=DEFAULT_START, metavar="RFC3339", action=_Given,
+        help="event time of the first transaction (default: %(default)s; with "
+        "--to-kafka: now)",
     )  # fmt: skip
     parser.add_argument(
         "--rate", type=float, default=20.0, metavar="TPS",
@@ -73,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--no-final-watermarks", dest="final_watermarks", action="store_false",
-        help="do not end the capture with a far-future watermark per source",
+        help="do not end the capture with a far-future watermark per source (with "
+        "--to-kafka: per partition of each input topic)",
     )  # fmt: skip
     parser.add_argument(
         "--shards", default="auto", metavar="N",
@@ -81,6 +91,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{AUTO_SHARDS} from {AUTO_SHARD_FROM:,} transactions, else 1); the output depends "
         "on N, never on the machine",
     )  # fmt: skip
+    live = parser.add_argument_group(
+        "live traffic (--to-kafka)",
+        "send the events to the input topics as they happen instead of writing a file; "
+        "--rate and --duration are in event time, --speed compresses it",
+    )
+    live.add_argument(
+        "--to-kafka", action="store_true",
+        help="send to Kafka (broker and topics from --config and DEBITWATCH_* variables)",
+    )  # fmt: skip
+    live.add_argument(
+        "--duration", type=float, metavar="S",
+        help="seconds of traffic: --transactions becomes rate x S",
+    )  # fmt: skip
+    live.add_argument(
+        "--speed", type=float, default=1.0, metavar="X",
+        help="event-time seconds per wall-clock second (default: %(default)s)",
+    )  # fmt: skip
+    live.add_argument(
+        "--max-lateness", type=float, default=900.0, metavar="S",
+        help="events due more than S event-time seconds after the traffic ends are sent "
+        "then instead (default: %(default)s)",
+    )  # fmt: skip
+    live.add_argument("--config", type=Path, metavar="FILE", help="TOML file with a [kafka] table")
+
+
+class _Given(argparse.Action):
+    """Store the value and remember it was given (``--start`` means "now" by default
+    with ``--to-kafka``, the fixed date otherwise)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
 
 
 def _config(args: argparse.Namespace) -> SimulationConfig:
@@ -96,9 +144,14 @@ def _config(args: argparse.Namespace) -> SimulationConfig:
             raise ValueError(f"--{name} must be >= {minimum}")
     if not args.rate > 0:
         raise ValueError("--rate must be > 0")
+    transactions = args.transactions
+    if args.duration is not None:
+        if not args.duration >= 0:
+            raise ValueError("--duration must be >= 0")
+        transactions = round(args.rate * args.duration)
     return SimulationConfig(
         profile=profile,
-        transactions=args.transactions,
+        transactions=transactions,
         seed=args.seed,
         start_ms=start_ms,
         rate=args.rate,
@@ -125,6 +178,13 @@ def run(args: argparse.Namespace) -> int:
         config = _config(args)
     except (ProfileError, ValueError) as error:
         print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    if args.to_kafka:
+        from streams.kafka_tools_cli import simulate_to_kafka  # noqa: PLC0415 (Kafka client)
+
+        return simulate_to_kafka(args, config, start_now=not getattr(args, "start_given", False))
+    if args.output is None:
+        print(f"{_PROG}: error: -o/--output is required (or --to-kafka)", file=sys.stderr)
         return USAGE_ERROR
     if args.shards == "auto":
         shards = auto_shards(config.transactions)

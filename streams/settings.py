@@ -1,0 +1,183 @@
+"""Stream settings: where Kafka is, which topics, how the workers keep state.
+
+Read in this order, later wins: defaults, the ``[kafka]`` and ``[detection]`` tables of
+the TOML file named by ``DEBITWATCH_CONFIG`` (or ``--config``), then environment
+variables. Every name is in docs/configuration.md.
+
+>>> s = Settings.from_env({"DEBITWATCH_PARTITIONS": "8", "DEBITWATCH_APP_ID": "dw-test"})
+>>> s.partitions, s.repartition_topic, s.broker
+(8, 'dw-test-events-by-terminal', 'kafka://127.0.0.1:9092')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from models.config import (
+    ConfigError,
+    DetectionConfig,
+    detection_config_from_mapping,
+    parse_duration,
+)
+
+Guarantee = Literal["at_least_once", "exactly_once"]
+StoreKind = Literal["rocksdb", "memory"]
+
+_PREFIX: Final = "DEBITWATCH_"
+STATE_TABLES: Final = ("txns", "checkpoints")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a worker, the CLI tools and the tests need to find and shape Kafka.
+
+    ``partitions`` is the partition count of the join: the re-keyed topic, the state
+    changelogs and the alerts topic all have it, so partition ``p`` of the join writes
+    its alerts to partition ``p`` of the alerts topic (what the crash-proof
+    de-duplication reads back, docs/streaming.md). Input topics may have any count.
+    """
+
+    broker: str = "kafka://127.0.0.1:9092"
+    app_id: str = "debitwatch"
+    terminal_topic: str = "pos.terminal.events"
+    issuer_topic: str = "bank.issuer.events"
+    alerts_topic: str = "debitwatch.alerts"
+    dlq_topic: str = "debitwatch.dlq"
+    repartition_topic_name: str | None = None
+    partitions: int = 4
+    input_partitions: int = 4
+    replication: int = 1
+    input_retention: float = 7 * 86400.0
+    alerts_retention: float = 30 * 86400.0
+    dlq_retention: float = 30 * 86400.0
+    processing_guarantee: Guarantee = "at_least_once"
+    store: StoreKind = "rocksdb"
+    data_dir: Path = Path(".debitwatch")
+    web_port: int = 6066
+    batch_size: int = 5000
+    batch_within: float = 0.1
+    tick_interval: float = 1.0
+    detection: DetectionConfig = dataclasses.field(default_factory=DetectionConfig)
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or self.input_partitions < 1:
+            raise ConfigError("partitions and input_partitions must be >= 1")
+        if self.replication < 1:
+            raise ConfigError("replication must be >= 1")
+        if self.processing_guarantee not in ("at_least_once", "exactly_once"):
+            raise ConfigError(
+                "processing_guarantee must be at_least_once or exactly_once, "
+                f"got {self.processing_guarantee!r}"
+            )
+        if self.store not in ("rocksdb", "memory"):
+            raise ConfigError(f"store must be rocksdb or memory, got {self.store!r}")
+
+    @property
+    def repartition_topic(self) -> str:
+        """The join's input: every valid event, keyed by transaction, by terminal."""
+        return self.repartition_topic_name or f"{self.app_id}-events-by-terminal"
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` list for kafka-python / aiokafka (no ``kafka://``)."""
+        parts = self.broker.replace(";", ",").split(",")
+        return ",".join(p.strip().removeprefix("kafka://") for p in parts if p.strip())
+
+    @property
+    def changelog_topics(self) -> list[str]:
+        """Faust's changelogs of the join's two tables (``<app_id>-<table>-changelog``).
+
+        ``topics create`` makes them up front with the join's partition count: a worker
+        that creates them itself can read their partition count as 0 in its first
+        second and fail Faust's co-partitioning check (seen with faust-streaming 0.15.3).
+        """
+        return [f"{self.app_id}-{table}-changelog" for table in STATE_TABLES]
+
+    def source_topic(self, source: str) -> str:
+        return self.terminal_topic if source == "terminal" else self.issuer_topic
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, config_path: Path | None = None
+    ) -> Settings:
+        """Defaults < TOML file (``config_path`` or ``DEBITWATCH_CONFIG``) < environment."""
+        env = os.environ if environ is None else environ
+        path = config_path or (
+            Path(env[_PREFIX + "CONFIG"]) if env.get(_PREFIX + "CONFIG") else None
+        )
+        values: dict[str, Any] = {}
+        detection: dict[str, Any] = {}
+        if path is not None:
+            kafka_table, detection = _read_toml(path)
+            values.update(_convert(kafka_table, f"{path} [kafka]"))
+        for name in _FIELDS:
+            raw = env.get(_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values.update(_convert({name: raw}, f"${_PREFIX}{name.upper()}"))
+        for name in _DETECTION_FIELDS:
+            raw = env.get(_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                detection[name] = _number_or_text(raw)
+        try:
+            values["detection"] = detection_config_from_mapping(detection)
+        except ConfigError as error:
+            raise ConfigError(f"detection settings: {error}") from error
+        return cls(**values)
+
+
+_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Settings) if f.name not in ("detection",))
+_DETECTION_FIELDS: Final = tuple(f.name for f in dataclasses.fields(DetectionConfig))
+_INTS: Final = frozenset(
+    {"partitions", "input_partitions", "replication", "web_port", "batch_size"}
+)
+_DURATIONS: Final = frozenset(
+    {"input_retention", "alerts_retention", "dlq_retention", "batch_within", "tick_interval"}
+)
+
+
+def _number_or_text(raw: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _convert(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(set(table) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
+    out: dict[str, Any] = {}
+    for name, raw in table.items():
+        if name in _INTS:
+            try:
+                out[name] = int(raw)
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"{where}: {name} must be an integer, got {raw!r}") from error
+        elif name in _DURATIONS:
+            out[name] = parse_duration(_number_or_text(raw) if isinstance(raw, str) else raw)
+        elif name == "data_dir":
+            out[name] = Path(str(raw))
+        else:
+            out[name] = str(raw)
+    return out
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
+    kafka_table = document.get("kafka", {})
+    detection = document.get("detection", {})
+    if not isinstance(kafka_table, dict) or not isinstance(detection, dict):
+        raise ConfigError(f"{path}: [kafka] and [detection] must be tables")
+    return kafka_table, detection
