@@ -120,6 +120,10 @@ class Reconciler:
         self.store: MutableMapping[str, Txn] = {} if store is None else store
         self.progress = progress or Progress()
         self.outbox: list[Alert] = []
+        # Keys whose state changed since the caller last emptied this set: a write-behind
+        # store (the stream workers' changelogged table) writes exactly these, once per
+        # batch. None (the default) keeps no record: the replay needs none.
+        self.touched: set[str] | None = None
         self.stats = Stats()
         self._window_us = round((self.config.match_window + self.config.grace) * MICROS)
         self._retention_us = round(self.config.retention * MICROS)
@@ -207,6 +211,8 @@ class Reconciler:
             event.event_id,
         )
         applied = _ACCEPTED
+        if self.touched is not None:
+            self.touched.add(key)
         if close_at < now:
             # Late: the window has closed, so the verdict is revisited now.
             stats.late += 1
@@ -267,6 +273,8 @@ class Reconciler:
             for _due, key in expiring.pop_passed(now):
                 if store.pop(key, None) is not None:
                     self.stats.expired += 1
+                    if self.touched is not None:
+                        self.touched.add(key)
 
     def _remember(self, terminal_id: str, key: str, second: int) -> None:
         """Index the transaction under its terminal, for the paid-again lookup.
@@ -325,12 +333,16 @@ class Reconciler:
         """
         txn.judged = True
         detected_us = now
+        # A quiet verdict changes nothing but ``judged``, which a restore re-derives
+        # (judging is idempotent), so it is not worth a state write: not ``touched``.
         if txn.alerts is None and quiet(txn):
             return  # the common case: a matched or clean sale, nothing to say
         counts = tally(txn)
         holds = holding(counts, self.config)
         if txn.alerts is None and not any(holds):
             return  # the common case: a matched or clean sale, nothing to say
+        if self.touched is not None:
+            self.touched.add(txn.key)
         facts: Facts | None = None
         for kind, holds_now in zip(TRANSACTION_KINDS, holds, strict=True):
             status = txn.alert_status(kind)

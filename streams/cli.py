@@ -30,7 +30,10 @@ from models.evaluation import evaluate
 from models.final_states import ALERT_DECODER
 from models.truth import TRUTH_DECODER
 from streams import report
+from streams.kafka_cli import add_kafka_parser
+from streams.kafka_tools_cli import add_parsers as add_kafka_tools
 from streams.replay import replay
+from streams.settings import Settings
 
 EXIT_OK = 0
 EXIT_THRESHOLD = 1
@@ -141,6 +144,27 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def stream_settings(config: Path | None) -> Settings:
+    """Settings for the Kafka commands: environment and ``--config``."""
+    try:
+        return Settings.from_env(config_path=config)
+    except ConfigError as error:
+        raise CliError(str(error), EXIT_CONFIG) from error
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker.run import run_worker  # noqa: PLC0415 (Faust loads slowly)
+
+    run_worker(stream_settings(args.config), web_port=args.web_port, loglevel=args.loglevel)
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo  # noqa: PLC0415 (loads the Kafka clients)
+
+    return run_demo(args)
+
+
 def _read_lines(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         for line in handle:
@@ -236,6 +260,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--min-precision", type=_ratio, help="exit 1 if any precision is lower")
     ev.add_argument("--show-errors", type=int, default=0, metavar="N", help="list N misses")
     ev.set_defaults(handler=_cmd_evaluate)
+
+    add_kafka_parser(commands)
+    add_kafka_tools(commands)
+
+    wk = commands.add_parser(
+        "worker",
+        help="run a stream worker (Faust) on Kafka",
+        description="Run one stream worker of the debitwatch Faust app: ingest, re-key and "
+        "join the input topics and publish alerts (docs/streaming.md). Settings come from "
+        "DEBITWATCH_* environment variables and --config (docs/configuration.md).",
+    )
+    wk.add_argument("--web-port", type=int, help="HTTP port of this worker (default 6066)")
+    wk.add_argument("--config", type=Path, help="TOML file with [kafka] and [detection]")
+    wk.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    wk.set_defaults(handler=_cmd_worker)
+
+    from streams import demo  # noqa: PLC0415 (its Kafka clients load only when it runs)
+
+    dm = commands.add_parser(
+        "demo",
+        help="the live product: local Kafka, two workers, simulated traffic, evaluation",
+        description=demo.DESCRIPTION,
+    )
+    demo.add_arguments(dm)
+    dm.set_defaults(handler=_cmd_demo)
     return parser
 
 

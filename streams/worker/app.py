@@ -1,0 +1,381 @@
+"""The Faust app: two agents, two tables, one timer (docs/streaming.md).
+
+::
+
+    pos.terminal.events ─┐                       ┌─> debitwatch.dlq (refused input)
+                         ├─ ingest ──> <app>-events-by-terminal ── join ──┼─> debitwatch.alerts
+    bank.issuer.events ──┘   validate,    (re-keyed by transaction,       └─> tables txns +
+                             re-key,       partitioned by terminal)           checkpoints
+                             copy watermarks                                  (changelogged)
+
+``join`` keeps one :class:`~streams.worker.partition_state.PartitionState` per assigned
+partition, in memory, and the tables as its durable copy: written once per batch for
+the keys the batch changed, read back only when a partition is (re)assigned. It never
+uses Faust's ``join`` (a stub) nor windowed tables (their expiry is wall-clock time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from typing import Any
+
+import faust
+import faust.streams
+import mode
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP, EventT
+
+from models.dead_letter import DeadLetter
+from models.events import Source
+from streams.settings import Settings
+from streams.worker import handoff
+from streams.worker.ingest import route
+from streams.worker.partition_state import (
+    AlertKey,
+    Checkpoint,
+    Incoming,
+    PartitionState,
+    published_since,
+)
+from streams.worker.wire import ORIGIN_HEADER, TICK_KEY, encode_control, join_partition
+
+log = logging.getLogger("debitwatch.worker")
+_ENCODER = msgspec.json.Encoder()
+
+
+def wall_us() -> int:
+    return time.time_ns() // 1000
+
+
+@contextlib.contextmanager
+def acting_as(event: EventT[bytes]) -> Iterator[None]:
+    """Make ``event`` Faust's current event while writing tables.
+
+    Faust picks a table write's changelog partition (and its RocksDB partition store)
+    from the event being processed. A batch holds events of several partitions, so the
+    join writes each partition's state while acting as one of that partition's events.
+    """
+    token = faust.streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
+
+
+def _checkpoint_key(partition: int) -> bytes:
+    return f"p{partition}".encode()
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app for ``settings``; ``debitwatch worker`` runs it (streams.worker.run)."""
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str(settings.data_dir),
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_port=settings.web_port,
+        autodiscover=False,
+        # Batches of sends, not one request per message (measured: docs/PERFORMANCE.md).
+        producer_linger=0.005,
+        # An agent that fails stops the worker (and its supervisor restarts it from the
+        # changelog), rather than leaving a live worker with a dead join.
+        agent_supervisor=mode.CrashingSupervisor,
+        producer_max_batch_size=256 * 1024,
+    )
+    skew = timedelta(seconds=settings.detection.max_clock_skew)
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    inputs = app.topic(settings.terminal_topic, settings.issuer_topic, **raw)
+    rekeyed = app.topic(settings.repartition_topic, partitions=settings.partitions, **raw)
+    alerts = app.topic(settings.alerts_topic, partitions=settings.partitions, **raw)
+    dlq = app.topic(settings.dlq_topic, **raw)
+    # bytes keys and values: Faust's "raw" codec, the core does its own encoding.
+    txns = app.Table("txns", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    checkpoints = app.Table(
+        "checkpoints", partitions=settings.partitions, key_type=bytes, value_type=bytes
+    )
+
+    states: dict[int, PartitionState] = {}
+    lock = asyncio.Lock()
+    input_counts: dict[str, int] = {}
+
+    def input_partitions(topic: str) -> int:
+        count = input_counts.get(topic)
+        if count is None:
+            count = app.consumer.topic_partitions(topic) or settings.input_partitions
+            input_counts[topic] = count
+        return count
+
+    exactly_once = settings.processing_guarantee == "exactly_once"
+
+    async def send(
+        topic: faust.TopicT,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        """Send through Faust's producer; returns a future of the record's metadata.
+
+        With at_least_once this goes to the producer directly: ``Topic.send`` adds a
+        FutureMessage, callbacks and a sensor call per message (a third of the ingest's
+        time, measured), and Faust still flushes this producer before every commit.
+        exactly_once keeps ``Topic.send``, which picks the partition's transaction.
+        """
+        if exactly_once:
+            return await topic.send(key=key, value=value, partition=partition, headers=headers)
+        return await app.producer.send(topic.get_topic_name(), key, value, partition, None, headers)
+
+    async def send_dead(record: DeadLetter) -> None:
+        await send(dlq, None, _ENCODER.encode(record))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def tune_transport() -> None:
+        """Two measured changes to Faust's transport, made once at start (see each)."""
+        # Faust flushes its send_soon buffer synchronously whenever it holds over 100
+        # messages; with exactly_once one batch of the join writes thousands.
+        app.producer.buffer.max_messages = 100_000
+        handoff.install(app.consumer)
+
+    @app.agent(inputs, name="ingest")
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within
+        ):
+            for event in events:
+                message = event.message
+                source: Source = (
+                    "terminal" if message.topic == settings.terminal_topic else "issuer"
+                )
+                routed = route(
+                    source,
+                    event.value,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    join_partitions=settings.partitions,
+                    input_partitions=input_partitions(message.topic),
+                    max_clock_skew=skew,
+                )
+                if isinstance(routed, DeadLetter):
+                    await send_dead(routed)
+                    continue
+                for out in routed:
+                    await send(rekeyed, out.key, out.value, out.partition, out.headers)
+
+    def assigned_partitions() -> set[int]:
+        return {
+            tp.partition
+            for tp in app.consumer.assignment()
+            if tp.topic == settings.repartition_topic
+        }
+
+    async def ensure_loaded() -> None:
+        """Restore every assigned partition that has no state in memory yet."""
+        missing = assigned_partitions() - states.keys()
+        if not missing:
+            return
+        started = time.monotonic()
+        saved: dict[int, Checkpoint] = {}
+        for key, blob in checkpoints.items():
+            partition = int(key.decode()[1:])
+            if partition in missing and blob is not None:
+                saved[partition] = Checkpoint.decode(blob)
+        by_partition: dict[int, list[tuple[str, bytes]]] = {p: [] for p in missing}
+        partitions = settings.partitions
+        for key, blob in txns.items():
+            text = key.decode()
+            partition = join_partition(text.rsplit("/", 2)[0], partitions)
+            if partition in by_partition and blob is not None:
+                by_partition[partition].append((text, blob))
+        published = await read_published(
+            {p: (saved[p].alerts_offset if p in saved else 0) for p in missing}
+        )
+        now = wall_us()
+        for partition in sorted(missing):
+            states[partition] = PartitionState(
+                partition,
+                settings.detection,
+                txns=by_partition[partition],
+                checkpoint=saved.get(partition),
+                published=published[partition],
+                wall_us=now,
+            )
+        log.info(
+            "restored partitions %s: %d transactions in %.1f s",
+            sorted(missing),
+            sum(len(v) for v in by_partition.values()),
+            time.monotonic() - started,
+        )
+
+    async def read_published(
+        since: dict[int, int],
+    ) -> dict[int, collections.Counter[AlertKey]]:
+        """The alert records each partition published after its checkpoint."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(settings.alerts_topic, p) for p in since]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            values: dict[int, list[bytes | None]] = {p: [] for p in since}
+            for tp in tps:
+                consumer.seek(tp, since[tp.partition])
+            pending = {tp for tp in tps if ends[tp] > since[tp.partition]}
+            while pending:
+                batch = await consumer.getmany(*pending, timeout_ms=1000)
+                for tp, records in batch.items():
+                    values[tp.partition].extend(r.value for r in records)
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+        finally:
+            await consumer.stop()
+        return {p: published_since(v) for p, v in values.items()}
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget(sender: Any, revoked: set[TP], **_: Any) -> None:
+        for tp in revoked:
+            if tp.topic == settings.repartition_topic:
+                states.pop(tp.partition, None)
+
+    async def publish(state: PartitionState, last: EventT[bytes], dead: list[DeadLetter]) -> None:
+        """Alerts first (acknowledged), then dead letters, then the state, checkpoint last."""
+        partition = state.partition
+        pending = [
+            await send(alerts, alert.alert_id.encode(), _ENCODER.encode(alert), partition)
+            for alert in state.take_alerts()
+        ]
+        if pending:
+            delivered = await asyncio.gather(*pending)
+            state.alerts_offset = max(meta.offset for meta in delivered) + 1
+        for record in dead:
+            await send_dead(record)
+        writes = state.take_writes()
+        checkpoint = (_checkpoint_key(partition), state.checkpoint().encode())
+        with acting_as(last):
+            if exactly_once:
+                write_through_tables(writes, checkpoint)
+            else:
+                await write_batched(partition, writes, checkpoint, bool(pending))
+
+    def write_through_tables(
+        writes: list[tuple[str, bytes | None]], checkpoint: tuple[bytes, bytes]
+    ) -> None:
+        """Faust's own table path: each write joins the partition's Kafka transaction."""
+        for key, blob in writes:
+            if blob is None:
+                with contextlib.suppress(KeyError):  # created and expired in one batch
+                    del txns[key.encode()]
+            else:
+                txns[key.encode()] = blob
+        checkpoints[checkpoint[0]] = checkpoint[1]
+
+    async def write_batched(
+        partition: int,
+        writes: list[tuple[str, bytes | None]],
+        checkpoint: tuple[bytes, bytes],
+        alerts_published: bool,
+    ) -> None:
+        """The same writes, to the same stores and changelog partitions, without Faust's
+        per-write path.
+
+        ``Table.__setitem__`` queues each changelog record in a buffer that Faust drains
+        one ``publish_message`` at a time, and updates the store's persisted offset on
+        every acknowledgement: measured at about two thirds of the join's time. Here the
+        records go straight to the producer (which batches them) and the persisted offset
+        is set once per batch. Faust still flushes this producer before it commits the
+        input offsets, so a committed event's state is always in the changelog.
+        """
+        txn_futures = [await write(txns, k.encode(), b, partition) for k, b in writes]
+        if alerts_published and txn_futures:
+            # The checkpoint's alerts_offset says "alerts before this offset are recorded
+            # in the transactions' state": so it may reach the changelog only after the
+            # states that record them (two topics: Kafka orders neither against the other).
+            await asyncio.gather(*txn_futures)
+        checkpoint_future = await write(checkpoints, *checkpoint, partition)
+        for table, future in ((txns, txn_futures[-1] if txn_futures else None),
+                              (checkpoints, checkpoint_future)):  # fmt: skip
+            if future is not None:
+                tp = TP(table.changelog_topic.get_topic_name(), partition)
+                future.add_done_callback(_persisted_offset_setter(table, tp))
+
+    async def write(table: Any, key: bytes, blob: bytes | None, partition: int) -> Any:
+        """Write one key to ``table``'s local store and its changelog partition."""
+        store = table.data
+        if blob is None:
+            with contextlib.suppress(KeyError):
+                del store[key]
+        else:
+            store[key] = blob
+        return await app.producer.send(
+            table.changelog_topic.get_topic_name(), key, blob, partition, None, None
+        )
+
+    @app.agent(rekeyed, name="join")
+    async def join(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within
+        ):
+            async with lock:
+                await ensure_loaded()
+                by_partition: dict[int, list[EventT[bytes]]] = collections.defaultdict(list)
+                for event in events:
+                    by_partition[event.message.partition].append(event)
+                now = wall_us()
+                for partition, group in by_partition.items():
+                    state = states.get(partition)
+                    if state is None:
+                        continue  # revoked while buffered: its new owner reprocesses it
+                    dead = state.feed([_incoming(event) for event in group], now)
+                    await publish(state, group[-1], dead)
+
+    @app.timer(interval=settings.tick_interval)  # type: ignore[untyped-decorator]
+    async def idle_advance() -> None:
+        """CONTRACT §3: a silent source's progress moves on; sent through the topic."""
+        if app.rebalancing or app.in_recovery:
+            return
+        async with lock:
+            now = wall_us()
+            for partition, state in list(states.items()):
+                for tick in state.due_ticks(now):
+                    await send(rekeyed, TICK_KEY, encode_control(tick), partition)
+
+    app.debitwatch_states = states  # type: ignore[attr-defined]  # for the web views
+    return app
+
+
+def _persisted_offset_setter(table: Any, tp: TP) -> Any:
+    """Record in the local store how far the changelog holds its writes (for recovery)."""
+
+    def done(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            table.data.set_persisted_offset(tp, future.result().offset)
+
+    return done
+
+
+def _incoming(event: EventT[bytes]) -> Incoming:
+    headers = event.message.headers
+    origin = None
+    if headers:
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        for name, value in pairs:
+            if name == ORIGIN_HEADER:
+                origin = value
+    return Incoming(event.value, origin)

@@ -1,0 +1,98 @@
+"""The ingest step: validate one input message and say where it goes.
+
+Pure (no Kafka): the Faust agent in :mod:`streams.worker.app` calls :func:`route` for
+each message of the two input topics and sends what it returns. Validation is the
+offline replay's own (:func:`models.validation.decode_event`), so a message the replay
+would refuse is refused here with the same reason, and lands in ``debitwatch.dlq``
+with its topic, partition and offset, its card numbers masked (CONTRACT §5, §6).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import NamedTuple
+
+from models.capture import encode_line
+from models.dead_letter import DeadLetter, dead_letter
+from models.events import Source, TransactionEvent, Watermark
+from models.instants import MICROS, to_micros
+from models.transaction import transaction_key
+from models.validation import Reason, Rejection, decode_event
+from streams.worker.wire import (
+    ORIGIN_HEADER,
+    WATERMARK_KEY,
+    WatermarkControl,
+    encode_control,
+    encode_origin,
+    join_partition,
+)
+
+
+class Send(NamedTuple):
+    """One message for the re-keyed topic."""
+
+    partition: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def route(
+    source: Source,
+    raw: bytes | None,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    join_partitions: int,
+    input_partitions: int,
+    max_clock_skew: timedelta,
+) -> list[Send] | DeadLetter:
+    """Where one input message goes: the join partition(s) it feeds, or the DLQ.
+
+    A valid event goes to one partition, keyed by its transaction key; a watermark is
+    copied to every partition (CONTRACT §1.3), tagged with its input partition.
+    """
+    if raw is None:  # a tombstone on an input topic: nothing to judge, but say so
+        return dead_letter(
+            Reason.INVALID_JSON,
+            "empty message (null value): not a JSON object",
+            b"",
+            source=source,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+    event = decode_event(source, raw, max_clock_skew)
+    if isinstance(event, Rejection):
+        return dead_letter(
+            event.reason,
+            event.detail,
+            raw,
+            source=source,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+        )
+    if type(event) is Watermark:
+        control = encode_control(
+            WatermarkControl(
+                source=source,
+                input_partition=partition,
+                input_partitions=input_partitions,
+                at_us=to_micros(event.occurred_at),
+                event_id=event.event_id,
+            )
+        )
+        return [Send(p, WATERMARK_KEY, control, []) for p in range(join_partitions)]
+    assert isinstance(event, TransactionEvent)
+    second = to_micros(event.transmitted_at) // MICROS
+    key = transaction_key(event.terminal_id, event.stan, second)
+    return [
+        Send(
+            join_partition(event.terminal_id, join_partitions),
+            key.encode(),
+            encode_line(source, raw),
+            [(ORIGIN_HEADER, encode_origin(topic, partition, offset))],
+        )
+    ]

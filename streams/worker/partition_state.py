@@ -1,0 +1,253 @@
+"""One partition of the join: the core, its durable state, and crash-proof alert output.
+
+Pure (no Kafka, no Faust), so every rule here is tested without a broker
+(``tests/streams/test_partition_state.py``); :mod:`streams.worker.app` moves bytes
+between it and Kafka.
+
+What is durable, and why it is enough (docs/streaming.md has the worked example):
+
+* every transaction's :meth:`~models.transaction.Txn.to_bytes`, written once per batch
+  for the keys the batch changed (a tombstone for expired ones), and
+* a :class:`Checkpoint`, written last in the batch: the two progresses, the latest
+  watermark of every input partition, and ``alerts_offset``, the next offset of this
+  partition in the alerts topic once the batch's alerts were acknowledged.
+
+After a crash, the worker restores both (Faust replays the changelog) and re-reads the
+input from the last committed offset. Re-read events change nothing that the restored
+state already holds (the core de-duplicates by ``event_id``); the rest is replayed and
+republishes the same alert state changes. Those that did reach the alerts topic before
+the crash are in the alerts partition after ``alerts_offset``: the worker reads them back
+(``published``) and this class drops each regenerated (alert_id, status) once per copy
+found there. A consumer of ``debitwatch.alerts`` therefore sees each state change once,
+with ``at_least_once`` processing.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Final
+
+import msgspec
+
+from models.alerts import Alert
+from models.capture import LINE_PREFIX, event_bytes, feed_lines
+from models.config import DetectionConfig
+from models.dead_letter import DeadLetter, dead_letter
+from models.events import Source
+from models.reconciler import Reconciler
+from models.stream_time import NEVER, IdleAdvance, Progress
+from models.transaction import Txn
+from models.validation import Reason
+from streams.worker.wire import (
+    TickControl,
+    WatermarkControl,
+    decode_control,
+    decode_origin,
+    is_control,
+)
+
+_TERMINAL_PREFIX: Final = LINE_PREFIX["terminal"]
+SOURCES: Final[tuple[Source, Source]] = ("terminal", "issuer")
+
+
+class Checkpoint(msgspec.Struct, array_like=True):
+    """The partition-wide part of the state (the transactions are stored one by one)."""
+
+    terminal: int
+    issuer: int
+    watermarks: dict[Source, dict[int, int]]
+    alerts_offset: int
+
+    def encode(self) -> bytes:
+        return _CHECKPOINT_ENCODER.encode(self)
+
+    @classmethod
+    def decode(cls, blob: bytes) -> Checkpoint:
+        checkpoint: Checkpoint = _CHECKPOINT_DECODER.decode(blob)
+        return checkpoint
+
+
+_CHECKPOINT_ENCODER: Final = msgspec.json.Encoder()
+_CHECKPOINT_DECODER: Final = msgspec.json.Decoder(Checkpoint)
+
+AlertKey = tuple[str, str]  # (alert_id, status)
+
+
+class Incoming(msgspec.Struct, array_like=True, gc=False):
+    """One message of the re-keyed topic: its value and its origin header."""
+
+    value: bytes
+    origin: bytes | None = None
+
+
+class PartitionState:
+    """The core of one join partition, restored from its durable state."""
+
+    def __init__(
+        self,
+        partition: int,
+        config: DetectionConfig,
+        *,
+        txns: Iterable[tuple[str, bytes]] = (),
+        checkpoint: Checkpoint | None = None,
+        published: collections.Counter[AlertKey] | None = None,
+        wall_us: int = 0,
+    ) -> None:
+        self.partition = partition
+        self.unreadable_states = 0
+        store: dict[str, Txn] = {}
+        for key, blob in txns:
+            try:
+                store[key] = Txn.from_bytes(blob)
+            except ValueError:
+                # Not ours to judge (a past version, a stray producer): counted, skipped.
+                self.unreadable_states += 1
+        saved = checkpoint or Checkpoint(NEVER, NEVER, {}, 0)
+        self.alerts_offset = saved.alerts_offset
+        self._watermarks: dict[Source, dict[int, int]] = {
+            source: dict(saved.watermarks.get(source, {})) for source in SOURCES
+        }
+        self._published = published if published is not None else collections.Counter()
+        self.suppressed = 0
+        self._skew = timedelta(seconds=config.max_clock_skew)
+        self.reconciler = Reconciler(
+            config, store=store, progress=Progress(saved.terminal, saved.issuer)
+        )
+        self.reconciler.touched = set()
+        self._idle = IdleAdvance(config.idle_advance)
+        progress = self.reconciler.progress
+        for source in SOURCES:
+            if progress.of(source) != NEVER:
+                # A restarted worker counts silence from its own start.
+                self._idle.heard(source, progress, wall_us)
+
+    # ---------------------------------------------------------------- input
+
+    def feed(self, messages: Sequence[Incoming], wall_us: int) -> list[DeadLetter]:
+        """Apply a batch of re-keyed messages in order; the refused ones, as DLQ records."""
+        dead: list[DeadLetter] = []
+        heard: set[Source] = set()
+        run: list[Incoming] = []
+        for message in messages:
+            if not is_control(message.value):
+                run.append(message)
+                heard.add("terminal" if message.value.startswith(_TERMINAL_PREFIX) else "issuer")
+                continue
+            self._feed_run(run, dead)
+            run = []
+            try:
+                control = decode_control(message.value)
+            except msgspec.DecodeError as error:
+                dead.append(
+                    dead_letter(Reason.INVALID_VALUE, f"bad control: {error}", message.value)
+                )
+                continue
+            if isinstance(control, WatermarkControl):
+                self._watermark(control)
+                heard.add(control.source)
+            elif isinstance(control, TickControl):
+                self.reconciler.advance(control.source, control.at_us)
+        self._feed_run(run, dead)
+        progress = self.reconciler.progress
+        for source in heard:
+            self._idle.heard(source, progress, wall_us)
+        return dead
+
+    def _feed_run(self, run: list[Incoming], dead: list[DeadLetter]) -> None:
+        if not run:
+            return
+        lines = [message.value for message in run]
+        for problem in feed_lines(self.reconciler, lines, self._skew):
+            message = run[problem.position]
+            topic, partition, offset = decode_origin(message.origin)
+            dead.append(
+                dead_letter(
+                    problem.rejection.reason,
+                    problem.rejection.detail,
+                    event_bytes(message.value),
+                    source=problem.source,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    event_id=problem.event_id,
+                )
+            )
+
+    def _watermark(self, control: WatermarkControl) -> None:
+        """A source's watermark counts once every one of its input partitions sent one."""
+        seen = self._watermarks[control.source]
+        if control.at_us > seen.get(control.input_partition, NEVER):
+            seen[control.input_partition] = control.at_us
+        self.reconciler.stats.watermarks += 1
+        wanted = range(control.input_partitions)
+        if all(p in seen for p in wanted):
+            self.reconciler.advance(control.source, min(seen[p] for p in wanted))
+
+    def due_ticks(self, wall_us: int) -> list[TickControl]:
+        """Idle advances due now (CONTRACT §3), to be sent through the re-keyed topic."""
+        due = self._idle.due(self.reconciler.progress, wall_us)
+        return [TickControl(source=source, at_us=at) for source, at in due]
+
+    # --------------------------------------------------------------- output
+
+    def take_alerts(self) -> list[Alert]:
+        """Alert state changes to publish: the core's, minus those already published."""
+        alerts = self.reconciler.take_alerts()
+        published = self._published
+        if not published:
+            return alerts
+        fresh: list[Alert] = []
+        for alert in alerts:
+            key = (alert.alert_id, str(alert.status))
+            if published[key] > 0:
+                published[key] -= 1
+                if published[key] == 0:
+                    del published[key]
+                self.suppressed += 1
+            else:
+                fresh.append(alert)
+        return fresh
+
+    def take_writes(self) -> list[tuple[str, bytes | None]]:
+        """The state of every key the core changed since the last call (None: deleted)."""
+        touched = self.reconciler.touched or set()
+        self.reconciler.touched = set()
+        store = self.reconciler.store
+        writes: list[tuple[str, bytes | None]] = []
+        for key in touched:
+            txn = store.get(key)
+            writes.append((key, None if txn is None else txn.to_bytes()))
+        return writes
+
+    def checkpoint(self) -> Checkpoint:
+        progress = self.reconciler.progress
+        return Checkpoint(
+            progress.terminal,
+            progress.issuer,
+            {source: dict(seen) for source, seen in self._watermarks.items()},
+            self.alerts_offset,
+        )
+
+
+def published_since(values: Iterable[bytes | None]) -> collections.Counter[AlertKey]:
+    """Count (alert_id, status) in alert records read back from the alerts topic."""
+    counts: collections.Counter[AlertKey] = collections.Counter()
+    for value in values:
+        if value is None:
+            continue
+        try:
+            head = _ALERT_HEAD.decode(value)
+        except msgspec.DecodeError:
+            continue
+        counts[(head.alert_id, head.status)] += 1
+    return counts
+
+
+class _AlertHead(msgspec.Struct):
+    alert_id: str
+    status: str
+
+
+_ALERT_HEAD: Final = msgspec.json.Decoder(_AlertHead)

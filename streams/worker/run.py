@@ -1,0 +1,20 @@
+"""``debitwatch worker``: run one Faust worker of the app until stopped (SIGTERM/Ctrl-C)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import faust
+
+from streams.settings import Settings
+from streams.worker.app import create_app
+
+
+def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str = "info") -> None:
+    """Blocks until the worker stops; Faust handles signals and a clean shutdown."""
+    if web_port is not None:
+        settings = dataclasses.replace(settings, web_port=web_port)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,80 @@
+"""Run captures through real workers on the session's broker and read the alerts back."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from models.alerts import Alert
+from models.final_states import ALERT_DECODER
+from streams.cluster import WorkerProcess, wait_caught_up
+from streams.kafka_clients import read_topic
+from streams.produce import produce_capture
+from streams.replay import replay
+from streams.settings import Settings
+from streams.topics import create_topics
+from tests.kafka.conftest import free_port
+
+_names = itertools.count(1)
+
+
+@contextmanager
+def workers(settings: Settings, log_dir: Path, count: int = 1) -> Iterator[list[WorkerProcess]]:
+    """``count`` running workers, stopped (SIGTERM) at the end; their logs on failure."""
+    started = [start_worker(settings, log_dir) for _ in range(count)]
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+def start_worker(settings: Settings, log_dir: Path) -> WorkerProcess:
+    name = f"worker-{next(_names)}"
+    return WorkerProcess(settings, name=name, web_port=free_port(), log_dir=log_dir).start()
+
+
+def prepare(settings: Settings, *captures: Path) -> None:
+    create_topics(settings)
+    for capture in captures:
+        produce_capture(settings, [capture])
+
+
+def read_alerts(settings: Settings) -> list[Alert]:
+    return [
+        ALERT_DECODER.decode(record.value)
+        for record in read_topic(settings, settings.alerts_topic, until_idle=1.0)
+    ]
+
+
+def replay_alerts(capture: Path, out_dir: Path, settings: Settings) -> list[Alert]:
+    out = out_dir / f"replay-{capture.stem}.jsonl"
+    with out.open("wb") as handle:
+        replay([capture], handle, config=settings.detection)
+    return [ALERT_DECODER.decode(line) for line in out.read_bytes().splitlines() if line]
+
+
+def duplicates(alerts: list[Alert]) -> list[tuple[str, str]]:
+    """The records a consumer would see twice: an (alert_id, status) equal to the
+    previous record of the same alert (``firing`` then ``firing`` again).
+
+    All records of one alert are in one partition, so the topic orders them. A re-fire
+    after a resolution (firing, resolved, firing) is a new state change, not a repeat.
+    """
+    last: dict[str, str] = {}
+    repeated: list[tuple[str, str]] = []
+    for alert in alerts:
+        status = str(alert.status)
+        if last.get(alert.alert_id) == status:
+            repeated.append((alert.alert_id, status))
+        last[alert.alert_id] = status
+    return repeated
+
+
+def wait(settings: Settings, running: list[WorkerProcess], timeout: float = 900) -> float:
+    return wait_caught_up(settings, timeout=timeout, workers=running)
+
+
+Step = Callable[[], None]

@@ -1,0 +1,56 @@
+"""A worker killed with SIGKILL mid-stream and restarted: same firing set, no duplicate
+alert state change seen by a consumer of ``debitwatch.alerts`` (docs/streaming.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from models.final_states import firing_set
+from streams.cluster import consumer_lag
+from streams.settings import Settings
+from tests.kafka.pipeline import duplicates, prepare, read_alerts, replay_alerts, start_worker, wait
+
+
+@pytest.fixture(scope="module")
+def capture_20k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("capture-20k")
+    path = folder / "capture.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "streams.cli", "simulate", "--transactions", "20000",
+         "--profile", "default", "--seed", "5", "-o", str(path),
+         "--truth", str(folder / "truth.jsonl")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return path
+
+
+def test_kill_9_mid_stream_then_restart(
+    settings: Settings, tmp_path: Path, capture_20k: Path
+) -> None:
+    prepare(settings, capture_20k)
+    total = consumer_lag(settings)
+    worker = start_worker(settings, tmp_path)
+    try:
+        # Kill it once it has published alerts and is well into the stream.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and (
+            consumer_lag(settings) > total * 0.3 or not read_alerts(settings)
+        ):
+            assert worker.alive, worker.log_tail()
+            time.sleep(0.5)
+        worker.kill()
+        before = len(read_alerts(settings))
+        assert consumer_lag(settings) > 0, "the worker finished before it was killed"
+        worker.start()  # same state directory: a restart, not a new worker
+        wait(settings, [worker])
+    finally:
+        worker.stop()
+    alerts = read_alerts(settings)
+    assert before > 0
+    assert firing_set(alerts) == firing_set(replay_alerts(capture_20k, tmp_path, settings))
+    assert duplicates(alerts) == []

@@ -1,0 +1,111 @@
+"""CONTRACT §4 through Kafka: the workers give exactly the replay's firing alerts.
+
+Each test produces a capture (with its final far-future watermarks) to fresh topics,
+runs real ``debitwatch worker`` processes on the session's broker, waits until they
+have committed every message, reads ``debitwatch.alerts`` back and compares its firing
+set with ``debitwatch replay`` of the same capture.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from models.final_states import firing_set
+from streams.cluster import consumer_lag
+from streams.settings import Settings
+from tests.factories import capture, far_future_watermark
+from tests.kafka.pipeline import (
+    duplicates,
+    prepare,
+    read_alerts,
+    replay_alerts,
+    start_worker,
+    wait,
+    workers,
+)
+from tests.models.test_contract_kinds import CASES
+
+
+@pytest.fixture(scope="session")
+def capture_100k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """100,000 simulated transactions, default fault profile (disorder included)."""
+    folder = tmp_path_factory.mktemp("capture-100k")
+    path = folder / "capture.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "streams.cli", "simulate", "--transactions", "100000",
+         "--profile", "default", "--seed", "11", "-o", str(path),
+         "--truth", str(folder / "truth.jsonl")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return path
+
+
+def scenario_capture(path: Path) -> dict[str, set[str]]:
+    """Every CONTRACT §2 case on its own terminal, in one capture; terminal -> kinds."""
+    items: list[tuple[str, dict[str, object] | bytes]] = []
+    expected: dict[str, set[str]] = {}
+    for number, case in enumerate(case for case in CASES if case.config is None):
+        terminal = f"T-{number:04d}"
+        for source, event in case.events:
+            items.append((source, {**event, "terminal_id": terminal}))
+        expected[terminal] = case.firing
+    items += [("terminal", far_future_watermark()), ("issuer", far_future_watermark())]
+    path.write_bytes(capture(items))
+    return expected
+
+
+def test_contract_scenarios_fire_the_same_through_kafka(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "scenarios.jsonl"
+    expected = scenario_capture(path)
+    prepare(settings, path)
+    with workers(settings, tmp_path) as running:
+        wait(settings, running, timeout=120)
+    alerts = read_alerts(settings)
+    by_terminal: dict[str, set[str]] = {terminal: set() for terminal in expected}
+    for _alert_id, kind, terminal, _stan, _sent in firing_set(alerts):
+        assert terminal is not None
+        by_terminal[terminal].add(kind)
+    assert by_terminal == expected
+    assert firing_set(alerts) == firing_set(replay_alerts(path, tmp_path, settings))
+    assert duplicates(alerts) == []
+
+
+@pytest.mark.slow
+def test_100k_capture_one_worker_four_partitions(
+    settings: Settings, tmp_path: Path, capture_100k: Path
+) -> None:
+    assert settings.partitions == 4
+    prepare(settings, capture_100k)
+    with workers(settings, tmp_path) as running:
+        wait(settings, running)
+    alerts = read_alerts(settings)
+    expected = firing_set(replay_alerts(capture_100k, tmp_path, settings))
+    assert len(expected) > 2000
+    assert firing_set(alerts) == expected
+    assert duplicates(alerts) == []
+
+
+@pytest.mark.slow
+def test_100k_capture_second_worker_joins_mid_stream(
+    settings: Settings, tmp_path: Path, capture_100k: Path
+) -> None:
+    prepare(settings, capture_100k)
+    total = consumer_lag(settings)
+    with workers(settings, tmp_path) as running:
+        # Let the first worker get a good way in, then add a second: a rebalance moves
+        # half of the partitions, with their state, to the newcomer.
+        deadline = time.monotonic() + 600
+        while consumer_lag(settings) > total * 0.6 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert consumer_lag(settings) > 0, "the first worker finished before the second joined"
+        running.append(start_worker(settings, tmp_path))
+        wait(settings, running)
+        assert all(worker.alive for worker in running)
+    alerts = read_alerts(settings)
+    assert firing_set(alerts) == firing_set(replay_alerts(capture_100k, tmp_path, settings))
+    assert duplicates(alerts) == []
