@@ -226,7 +226,10 @@ def create_app(settings: Settings) -> faust.App:
     ) -> dict[int, collections.Counter[AlertKey]]:
         """The alert records each partition published after its checkpoint."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=settings.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            isolation_level="read_committed",  # an aborted transaction published nothing
         )
         await consumer.start()
         try:

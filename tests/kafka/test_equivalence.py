@@ -8,9 +8,11 @@ set with ``debitwatch replay`` of the same capture.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import pytest
 from models.final_states import firing_set
 from streams.cluster import consumer_lag
 from streams.settings import Settings
+from streams.topics import create_topics
 from tests.factories import capture, far_future_watermark
 from tests.kafka.pipeline import (
     duplicates,
@@ -31,7 +34,7 @@ from tests.kafka.pipeline import (
 from tests.models.test_contract_kinds import CASES
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def capture_100k(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """100,000 simulated transactions, default fault profile (disorder included)."""
     folder = tmp_path_factory.mktemp("capture-100k")
@@ -43,6 +46,29 @@ def capture_100k(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, capture_output=True,
     )  # fmt: skip
     return path
+
+
+@pytest.fixture(scope="module")
+def produced_100k(kafka_bootstrap: str, capture_100k: Path) -> Settings:
+    """The 100k capture on input topics shared by this module's tests (producing it
+    takes a minute); each test runs its own app (group, re-keyed and alerts topics)."""
+    tag = uuid.uuid4().hex[:10]
+    shared = Settings(
+        broker=f"kafka://{kafka_bootstrap}",
+        app_id=f"dw-shared-{tag}",
+        terminal_topic=f"terminal-100k-{tag}",
+        issuer_topic=f"issuer-100k-{tag}",
+    )
+    prepare(shared, capture_100k)
+    return shared
+
+
+def on_shared_inputs(settings: Settings, shared: Settings) -> Settings:
+    own = dataclasses.replace(
+        settings, terminal_topic=shared.terminal_topic, issuer_topic=shared.issuer_topic
+    )
+    create_topics(own)
+    return own
 
 
 def scenario_capture(path: Path) -> dict[str, set[str]]:
@@ -77,10 +103,10 @@ def test_contract_scenarios_fire_the_same_through_kafka(settings: Settings, tmp_
 
 @pytest.mark.slow
 def test_100k_capture_one_worker_four_partitions(
-    settings: Settings, tmp_path: Path, capture_100k: Path
+    settings: Settings, tmp_path: Path, capture_100k: Path, produced_100k: Settings
 ) -> None:
     assert settings.partitions == 4
-    prepare(settings, capture_100k)
+    settings = on_shared_inputs(settings, produced_100k)
     with workers(settings, tmp_path) as running:
         wait(settings, running)
     alerts = read_alerts(settings)
@@ -92,9 +118,9 @@ def test_100k_capture_one_worker_four_partitions(
 
 @pytest.mark.slow
 def test_100k_capture_second_worker_joins_mid_stream(
-    settings: Settings, tmp_path: Path, capture_100k: Path
+    settings: Settings, tmp_path: Path, capture_100k: Path, produced_100k: Settings
 ) -> None:
-    prepare(settings, capture_100k)
+    settings = on_shared_inputs(settings, produced_100k)
     total = consumer_lag(settings)
     with workers(settings, tmp_path) as running:
         # Let the first worker get a good way in, then add a second: a rebalance moves

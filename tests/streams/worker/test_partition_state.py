@@ -1,0 +1,155 @@
+"""One join partition without Kafka: watermarks, durable state, crash de-duplication."""
+
+from __future__ import annotations
+
+import collections
+from datetime import timedelta
+
+from models.config import DetectionConfig
+from models.stream_time import NEVER
+from streams.worker.ingest import route
+from streams.worker.partition_state import Checkpoint, Incoming, PartitionState, published_since
+from streams.worker.wire import TickControl, WatermarkControl, encode_control
+from tests.factories import BASE_SECOND, encode, event, far_future_watermark
+
+CONFIG = DetectionConfig()
+
+
+def line(source: str, ev: dict[str, object]) -> Incoming:
+    prefix = b'{"source":"' + source.encode() + b'","event":'
+    return Incoming(prefix + encode(ev) + b"}")
+
+
+def ghost_debit(terminal: str = "T-0001") -> list[Incoming]:
+    """A debit the terminal reported as a timeout: unmatched_debit at window close."""
+    return [
+        line("terminal", event("request", 0.1, terminal=terminal)),
+        line("issuer", event("debit", 1.0, terminal=terminal)),
+        line("terminal", event("outcome", 31.0, terminal=terminal, outcome="timeout")),
+    ]
+
+
+def mark(source: str, at_us: int, input_partition: int, of: int) -> Incoming:
+    return Incoming(
+        encode_control(
+            WatermarkControl(
+                source=source,  # type: ignore[arg-type]
+                input_partition=input_partition,
+                input_partitions=of,
+                at_us=at_us,
+                event_id=f"wm-{source}-{input_partition}",
+            )
+        )
+    )
+
+
+FAR = (BASE_SECOND + 10_000) * 1_000_000
+
+
+def test_a_watermark_counts_once_every_input_partition_sent_one() -> None:
+    state = PartitionState(0, CONFIG)
+    state.feed(ghost_debit(), wall_us=0)
+    state.feed([mark("terminal", FAR, 0, 2), mark("issuer", FAR, 0, 1)], wall_us=0)
+    assert state.take_alerts() == []  # terminal partition 1 has not spoken yet
+    assert state.reconciler.progress.terminal < FAR
+    state.feed([mark("terminal", FAR, 1, 2)], wall_us=0)
+    assert [alert.kind for alert in state.take_alerts()] == ["unmatched_debit"]
+
+
+def test_the_smallest_input_watermark_is_the_progress() -> None:
+    state = PartitionState(0, CONFIG)
+    state.feed([mark("issuer", 500, 0, 2), mark("issuer", 900, 1, 2)], wall_us=0)
+    assert state.reconciler.progress.issuer == 500
+    state.feed([mark("issuer", 700, 0, 2)], wall_us=0)
+    assert state.reconciler.progress.issuer == 700
+
+
+def test_ticks_advance_progress_and_are_not_heard_as_traffic() -> None:
+    config = DetectionConfig(idle_advance=5.0)
+    state = PartitionState(0, config)
+    state.feed(ghost_debit(), wall_us=0)
+    assert state.due_ticks(wall_us=1_000_000) == []
+    ticks = state.due_ticks(wall_us=6_000_000)
+    assert {tick.source for tick in ticks} == {"terminal", "issuer"}
+    state.feed([Incoming(encode_control(tick)) for tick in ticks], wall_us=6_000_000)
+    # Silence is still counted from the last event, not from the tick.
+    later = state.due_ticks(wall_us=7_000_000)
+    assert later and all(
+        tick.at_us > before.at_us for tick, before in zip(later, ticks, strict=True)
+    )
+    assert isinstance(later[0], TickControl)
+
+
+def test_the_durable_state_restores_the_same_verdicts() -> None:
+    live = PartitionState(0, CONFIG)
+    live.feed(ghost_debit("T-0001") + ghost_debit("T-0002"), wall_us=0)
+    writes = dict(live.take_writes())
+    assert set(writes) == {key for key in live.reconciler.store}
+    restored = PartitionState(
+        0, CONFIG,
+        txns=[(key, blob) for key, blob in writes.items() if blob is not None],
+        checkpoint=Checkpoint.decode(live.checkpoint().encode()),
+    )  # fmt: skip
+    for state in (live, restored):
+        state.feed(
+            [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
+        )
+    assert {a.alert_id for a in restored.take_alerts()} == {a.alert_id for a in live.take_alerts()}
+
+
+def test_expired_transactions_are_written_as_deletions() -> None:
+    state = PartitionState(0, CONFIG)
+    state.feed(ghost_debit(), wall_us=0)
+    state.take_writes()
+    state.feed(
+        [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
+    )
+    assert all(blob is None for _key, blob in state.take_writes())
+    assert not state.reconciler.store
+
+
+def test_alerts_already_published_before_a_crash_are_dropped_once_per_copy() -> None:
+    first = PartitionState(0, CONFIG)
+    first.feed(ghost_debit(), wall_us=0)
+    first.feed(
+        [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
+    )
+    published = [encode(_alert_head(a)) for a in first.take_alerts()]
+    assert len(published) == 1
+    # The crash came before the state was written: the restart regenerates the alert.
+    again = PartitionState(0, CONFIG, published=published_since(published))
+    again.feed(ghost_debit(), wall_us=0)
+    again.feed(
+        [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
+    )
+    assert again.take_alerts() == []
+    assert again.suppressed == 1
+    # A state change that was *not* published before is still published.
+    third = PartitionState(0, CONFIG, published=collections.Counter())
+    third.feed(ghost_debit(), wall_us=0)
+    third.feed(
+        [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
+    )
+    assert len(third.take_alerts()) == 1
+
+
+def test_refused_events_become_dead_letters_with_their_origin() -> None:
+    state = PartitionState(0, DetectionConfig(retention=0.0))
+    state.feed([mark("terminal", FAR, 0, 1), mark("issuer", FAR, 0, 1)], wall_us=0)
+    sends = route(
+        "issuer", encode(event("debit", 1.0)), topic="bank", partition=3, offset=99,
+        join_partitions=1, input_partitions=1, max_clock_skew=timedelta(seconds=120),
+    )  # fmt: skip
+    assert isinstance(sends, list)
+    origin = dict(sends[0].headers)["dw-origin"]
+    (dead,) = state.feed([Incoming(sends[0].value, origin)], wall_us=0)
+    assert (dead.reason, dead.topic, dead.partition, dead.offset) == ("too_late", "bank", 3, 99)
+
+
+def test_a_new_partition_starts_with_no_progress() -> None:
+    checkpoint = PartitionState(3, CONFIG).checkpoint()
+    assert (checkpoint.terminal, checkpoint.issuer, checkpoint.alerts_offset) == (NEVER, NEVER, 0)
+
+
+def _alert_head(alert: object) -> dict[str, str]:
+    return {"alert_id": alert.alert_id, "status": str(alert.status)}  # type: ignore[attr-defined]
