@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from kafka.errors import KafkaError
+
 from streams.kafka_clients import admin, consumer, topic_partitions
 from streams.settings import Settings
 
@@ -107,12 +109,30 @@ def consumer_lag(settings: Settings) -> int:
     finally:
         reader.close()
     with admin(settings) as client:
-        committed = client.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        try:
+            committed = client.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        except KafkaError as error:
+            # A new broker has no group coordinator until the first group exists (a
+            # retriable error): nothing is committed yet.
+            if not error.retriable:
+                raise
+            committed = {}
     lag = 0
     for tp, end in ends.items():
         done = committed.get(tp)
         lag += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
     return lag
+
+
+def _lag_or_none(settings: Settings) -> int | None:
+    """:func:`consumer_lag`, or None while the broker cannot say yet (a new broker has no
+    group coordinator until the first group exists: a retriable error)."""
+    try:
+        return consumer_lag(settings)
+    except KafkaError as error:
+        if not error.retriable:
+            raise
+        return None
 
 
 def wait_caught_up(
@@ -136,11 +156,11 @@ def wait_caught_up(
                 raise RuntimeError(f"worker {worker.name} exited:\n{worker.log_tail()}")
         # Twice in a row: the ingest may commit an input offset between our reads of the
         # re-keyed topic's end and of the group's offsets.
-        zeros = zeros + 1 if consumer_lag(settings) == 0 else 0
+        zeros = zeros + 1 if _lag_or_none(settings) == 0 else 0
         if zeros >= 2:
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
             raise TimeoutError(
-                f"workers still behind by {consumer_lag(settings)} messages after {timeout} s"
+                f"workers still behind by {_lag_or_none(settings)} messages after {timeout} s"
             )
         time.sleep(poll)
