@@ -1,6 +1,9 @@
 # debitwatch — one entry point for setting up, running and checking the project.
 #
-#   make demo    simulate traffic, replay it through the detector, evaluate (README, first command)
+#   make demo    the live product: local Kafka, two workers, a minute of simulated traffic with
+#                alerts shown live, evaluation, clean shutdown (README, first command; needs Java 17+
+#                and Maven for the broker; options: make demo DEMO_ARGS="--duration-seconds 120")
+#   make demo-offline  simulate traffic, replay it through the detector offline, evaluate
 #   make test    lint, type-check and run the whole test suite (README, second command; CI)
 #   make bench   throughput and memory benchmarks (writes bench/results/*.json)
 #   make profile instructions per line, stage by stage (needs valgrind)
@@ -13,10 +16,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 OUT    ?= out
 
+DEMO_ARGS ?=
 DEMO_TRANSACTIONS ?= 100000
 DEMO_SEED ?= 7
 
-.PHONY: install demo test lint typecheck unit bench profile clean
+.PHONY: install system kafka-jars demo demo-offline test lint typecheck unit bench profile clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" && command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -31,7 +35,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install
+demo: install kafka-jars
+	$(BIN)/debitwatch demo $(DEMO_ARGS)
+
+demo-offline: install
 	@mkdir -p $(OUT)
 	$(BIN)/debitwatch simulate --transactions $(DEMO_TRANSACTIONS) --profile default \
 	  --seed $(DEMO_SEED) -o $(OUT)/capture.jsonl --truth $(OUT)/truth.jsonl
@@ -47,7 +54,21 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+# The integration tests and the demo run a real Kafka broker from the official jars:
+# Java 17+ and Maven from Debian when missing (as root: CI), then the jars via Maven.
+system:
+	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; \
+	  else \
+	    echo "the local Kafka needs Java 17+ and Maven (Debian: apt-get install openjdk-17-jre-headless maven)" >&2; \
+	    exit 1; \
+	  fi; }
+
+kafka-jars: install system
+	$(BIN)/python -c "from streams.kafka_local import ensure_jars; print(ensure_jars())"
+
+unit: install kafka-jars
 	$(BIN)/pytest
 
 test: lint typecheck unit
