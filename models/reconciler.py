@@ -142,6 +142,14 @@ class Reconciler:
     def stream_time(self) -> int:
         return self.progress.stream_time
 
+    def next_due(self) -> int | None:
+        """The earliest stream time at which a window closes or a state expires (None:
+        nothing scheduled). Stream time must pass it for anything to happen."""
+        dues = [
+            due for due in (self._closing.earliest(), self._expiring.earliest()) if due is not None
+        ]
+        return min(dues) if dues else None
+
     @property
     def open_transactions(self) -> int:
         """Transactions whose window has not closed yet."""

@@ -126,6 +126,10 @@ class DueQueue:
             bucket.append(key)
         self._size += 1
 
+    def earliest(self) -> int | None:
+        """The earliest due time queued, or None when empty."""
+        return self._heap[0] if self._heap else None
+
     def next_due_before(self, now: int) -> bool:
         """True when something is due before ``now`` (cheap: no generator)."""
         return bool(self._heap) and self._heap[0] < now

@@ -186,8 +186,25 @@ class PartitionState:
             self.reconciler.advance(control.source, min(seen[p] for p in wanted))
 
     def due_ticks(self, wall_us: int) -> list[TickControl]:
-        """Idle advances due now (CONTRACT §3), to be sent through the re-keyed topic."""
-        due = self._idle.due(self.reconciler.progress, wall_us)
+        """Idle advances due now (CONTRACT §3), to be sent through the re-keyed topic.
+
+        Only when they would make stream time pass a scheduled window close or expiry:
+        a tick that closes nothing changes no verdict, and a partition whose windows are
+        all closed (after a final far-future watermark, say) stays silent instead of
+        writing a tick a second forever.
+        """
+        progress = self.reconciler.progress
+        due = self._idle.due(progress, wall_us)
+        next_due = self.reconciler.next_due()
+        if not due or next_due is None:
+            return []
+        moved = dict(due)
+        stream_time = min(
+            max(progress.terminal, moved.get("terminal", NEVER)),
+            max(progress.issuer, moved.get("issuer", NEVER)),
+        )
+        if stream_time <= next_due:
+            return []
         return [TickControl(source=source, at_us=at) for source, at in due]
 
     # --------------------------------------------------------------- output

@@ -64,20 +64,40 @@ def test_the_smallest_input_watermark_is_the_progress() -> None:
     assert state.reconciler.progress.issuer == 700
 
 
-def test_ticks_advance_progress_and_are_not_heard_as_traffic() -> None:
+def test_ticks_come_when_idle_advance_would_close_a_window() -> None:
     config = DetectionConfig(idle_advance=5.0)
     state = PartitionState(0, config)
     state.feed(ghost_debit(), wall_us=0)
-    assert state.due_ticks(wall_us=1_000_000) == []
-    ticks = state.due_ticks(wall_us=6_000_000)
+    assert state.due_ticks(wall_us=1_000_000) == []  # not idle long enough
+    assert state.due_ticks(wall_us=60_000_000) == []  # idle, but closes nothing yet
+    ticks = state.due_ticks(wall_us=400_000_000)  # 400 s of silence passes 0 s + 360 s
     assert {tick.source for tick in ticks} == {"terminal", "issuer"}
-    state.feed([Incoming(encode_control(tick)) for tick in ticks], wall_us=6_000_000)
-    # Silence is still counted from the last event, not from the tick.
-    later = state.due_ticks(wall_us=7_000_000)
-    assert later and all(
-        tick.at_us > before.at_us for tick, before in zip(later, ticks, strict=True)
+    assert all(isinstance(tick, TickControl) for tick in ticks)
+    state.feed([Incoming(encode_control(tick)) for tick in ticks], wall_us=400_000_000)
+    assert [alert.kind for alert in state.take_alerts()] == ["unmatched_debit"]
+
+
+def test_ticks_are_not_heard_as_traffic() -> None:
+    state = PartitionState(0, DetectionConfig(idle_advance=5.0))
+    state.feed(ghost_debit(), wall_us=0)
+    state.feed(ghost_debit("T-0002"), wall_us=0)
+    first = state.due_ticks(wall_us=400_000_000)
+    state.feed([Incoming(encode_control(tick)) for tick in first], wall_us=400_000_000)
+    # The state now expires in 7 days of stream time; silence still counts from the
+    # last event (wall 0), so a tick 7 days of wall time later is due.
+    week = 7 * 86_400 * 1_000_000
+    later = state.due_ticks(wall_us=week + 400_000_000)
+    assert later and all(t.at_us > f.at_us for t, f in zip(later, first, strict=True))
+
+
+def test_no_ticks_once_every_window_has_closed_and_expired() -> None:
+    state = PartitionState(0, DetectionConfig(idle_advance=5.0))
+    state.feed(ghost_debit(), wall_us=0)
+    state.feed(
+        [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
     )
-    assert isinstance(later[0], TickControl)
+    assert state.reconciler.next_due() is None
+    assert state.due_ticks(wall_us=10**12) == []
 
 
 def test_the_durable_state_restores_the_same_verdicts() -> None:
