@@ -109,15 +109,24 @@ def detection_config_from_mapping(table: dict[str, Any]) -> DetectionConfig:
     return DetectionConfig(**values)
 
 
-def load_config(path: Path) -> DetectionConfig:
-    """Read a TOML file; only its ``[detection]`` table concerns the core."""
+def read_tables(path: Path, *names: str) -> list[dict[str, Any]]:
+    """The named top-level tables of a TOML file (empty when absent), or ConfigError."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
-    table = document.get("detection", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [detection] must be a table")
+    tables = []
+    for name in names:
+        table = document.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        tables.append(table)
+    return tables
+
+
+def load_config(path: Path) -> DetectionConfig:
+    """Read a TOML file; only its ``[detection]`` table concerns the core."""
+    (table,) = read_tables(path, "detection")
     return detection_config_from_mapping(table)

@@ -58,6 +58,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from streams import kafka_local
+from streams.kafka_cli import port_number
 from streams.kafka_local import KafkaLocalError
 from streams.settings import Settings
 
@@ -118,16 +119,6 @@ def _positive(text: str) -> float:
     return value
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 65535")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``demo`` options (``streams.cli`` registers the subcommand)."""
     parser.add_argument(
@@ -144,7 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=DEFAULT_SEED, help="simulation seed (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=_port, metavar="PORT",
+        "--port", type=port_number, metavar="PORT",
         help=f"client port of the demo's broker (default: {DEFAULT_PORT}, or a free port "
         "if that one is taken)",
     )  # fmt: skip

@@ -24,7 +24,8 @@ EXIT_OK = 0
 EXIT_KAFKA = 3
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
     try:
         value = int(text)
     except ValueError:
@@ -56,10 +57,10 @@ def add_kafka_parser(
         description="Start a broker in the background and wait until it answers; print its "
         "bootstrap address (127.0.0.1:PORT) on stdout. Data persist in --data-dir.",
     )
-    start.add_argument("--port", type=_port, default=9092, help="client port (default: 9092)")
+    start.add_argument("--port", type=port_number, default=9092, help="client port (default: 9092)")
     start.add_argument(
         "--controller-port",
-        type=_port,
+        type=port_number,
         help="KRaft controller port (default: PORT+1 if free, else any free port)",
     )
     start.add_argument(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -23,6 +22,7 @@ from models.config import (
     DetectionConfig,
     detection_config_from_mapping,
     parse_duration,
+    read_tables,
 )
 
 Guarantee = Literal["at_least_once", "exactly_once"]
@@ -113,7 +113,7 @@ class Settings:
         values: dict[str, Any] = {}
         detection: dict[str, Any] = {}
         if path is not None:
-            kafka_table, detection = _read_toml(path)
+            kafka_table, detection = read_tables(path, "kafka", "detection")
             values.update(_convert(kafka_table, f"{path} [kafka]"))
         for name in _FIELDS:
             raw = env.get(_PREFIX + name.upper())
@@ -167,17 +167,3 @@ def _convert(table: Mapping[str, Any], where: str) -> dict[str, Any]:
         else:
             out[name] = str(raw)
     return out
-
-
-def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
-    kafka_table = document.get("kafka", {})
-    detection = document.get("detection", {})
-    if not isinstance(kafka_table, dict) or not isinstance(detection, dict):
-        raise ConfigError(f"{path}: [kafka] and [detection] must be tables")
-    return kafka_table, detection

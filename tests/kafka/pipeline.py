@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,18 @@ def workers(settings: Settings, log_dir: Path, count: int = 1) -> Iterator[list[
 def start_worker(settings: Settings, log_dir: Path) -> WorkerProcess:
     name = f"worker-{next(_names)}"
     return WorkerProcess(settings, name=name, web_port=free_port(), log_dir=log_dir).start()
+
+
+def simulate(folder: Path, transactions: int, seed: int) -> Path:
+    """A default-profile capture (disorder included) and its truth, written by the CLI."""
+    path = folder / "capture.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "streams.cli", "simulate", "--transactions", str(transactions),
+         "--profile", "default", "--seed", str(seed), "-o", str(path),
+         "--truth", str(folder / "truth.jsonl")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return path
 
 
 def prepare(settings: Settings, *captures: Path) -> None:

@@ -3,8 +3,6 @@ alert state change seen by a consumer of ``debitwatch.alerts`` (docs/streaming.m
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,20 +11,20 @@ import pytest
 from models.final_states import firing_set
 from streams.cluster import consumer_lag
 from streams.settings import Settings
-from tests.kafka.pipeline import duplicates, prepare, read_alerts, replay_alerts, start_worker, wait
+from tests.kafka.pipeline import (
+    duplicates,
+    prepare,
+    read_alerts,
+    replay_alerts,
+    simulate,
+    start_worker,
+    wait,
+)
 
 
 @pytest.fixture(scope="module")
 def capture_20k(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("capture-20k")
-    path = folder / "capture.jsonl"
-    subprocess.run(
-        [sys.executable, "-m", "streams.cli", "simulate", "--transactions", "20000",
-         "--profile", "default", "--seed", "5", "-o", str(path),
-         "--truth", str(folder / "truth.jsonl")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return path
+    return simulate(tmp_path_factory.mktemp("capture-20k"), 20000, seed=5)
 
 
 def test_kill_9_mid_stream_then_restart(

@@ -9,8 +9,6 @@ set with ``debitwatch replay`` of the same capture.
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +25,7 @@ from tests.kafka.pipeline import (
     prepare,
     read_alerts,
     replay_alerts,
+    simulate,
     start_worker,
     wait,
     workers,
@@ -37,15 +36,7 @@ from tests.models.test_contract_kinds import CASES
 @pytest.fixture(scope="module")
 def capture_100k(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """100,000 simulated transactions, default fault profile (disorder included)."""
-    folder = tmp_path_factory.mktemp("capture-100k")
-    path = folder / "capture.jsonl"
-    subprocess.run(
-        [sys.executable, "-m", "streams.cli", "simulate", "--transactions", "100000",
-         "--profile", "default", "--seed", "11", "-o", str(path),
-         "--truth", str(folder / "truth.jsonl")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return path
+    return simulate(tmp_path_factory.mktemp("capture-100k"), 100000, seed=11)
 
 
 @pytest.fixture(scope="module")
