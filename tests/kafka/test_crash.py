@@ -23,14 +23,14 @@ from tests.kafka.pipeline import (
 
 
 @pytest.fixture(scope="module")
-def capture_20k(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return simulate(tmp_path_factory.mktemp("capture-20k"), 20000, seed=5)
+def capture_10k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return simulate(tmp_path_factory.mktemp("capture-10k"), 10000, seed=5)
 
 
 def test_kill_9_mid_stream_then_restart(
-    settings: Settings, tmp_path: Path, capture_20k: Path
+    settings: Settings, tmp_path: Path, capture_10k: Path
 ) -> None:
-    prepare(settings, capture_20k)
+    prepare(settings, capture_10k)
     total = consumer_lag(settings)
     worker = start_worker(settings, tmp_path)
     try:
@@ -50,5 +50,5 @@ def test_kill_9_mid_stream_then_restart(
         worker.stop()
     alerts = read_alerts(settings)
     assert before > 0
-    assert firing_set(alerts) == firing_set(replay_alerts(capture_20k, tmp_path, settings))
+    assert firing_set(alerts) == firing_set(replay_alerts(capture_10k, tmp_path, settings))
     assert duplicates(alerts) == []
