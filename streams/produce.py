@@ -30,6 +30,7 @@ from kafka.errors import KafkaError
 
 from models.capture import read_line
 from models.validation import Rejection
+from streams.bulk_send import BulkSender
 from streams.kafka_clients import BrokerError, describe, partition_counts, producer
 from streams.settings import Settings
 
@@ -185,7 +186,7 @@ def produce_capture(
             raise FileNotFoundError(2, "no such file", str(path))
     started = time.perf_counter()
     summary = ProduceSummary()
-    sender = Sender(settings, [settings.terminal_topic, settings.issuer_topic])
+    sender = BulkSender(settings, [settings.terminal_topic, settings.issuer_topic])
     try:
         _send_lines(settings, sender, paths, summary, on_line)
     except BaseException:
@@ -198,7 +199,7 @@ def produce_capture(
 
 def _send_lines(
     settings: Settings,
-    sender: Sender,
+    sender: Sender | BulkSender,
     paths: Sequence[Path],
     summary: ProduceSummary,
     on_line: Callable[[int], None] | None,

@@ -63,13 +63,15 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 def test_create_topics_twice_is_idempotent_and_check_is_clean(settings):
     first = create_topics(settings)
-    assert [outcome.created for outcome in first] == [True] * 5
+    # two inputs, the re-keyed topic, alerts, DLQ and the workers' two changelogs
+    assert [outcome.created for outcome in first] == [True] * 7
     second = create_topics(settings)
-    assert [outcome.created for outcome in second] == [False] * 5
+    assert [outcome.created for outcome in second] == [False] * 7
     partitions = {outcome.name: outcome.partitions for outcome in second}
     assert partitions[settings.alerts_topic] == settings.partitions
     assert partitions[settings.repartition_topic] == settings.partitions
     assert partitions[settings.terminal_topic] == settings.input_partitions
+    assert all(partitions[name] == settings.partitions for name in settings.changelog_topics)
     assert check_topics(settings) == []
 
 
@@ -80,7 +82,7 @@ def test_check_reports_missing_wrongly_sized_and_uncompacted_topics(settings):
             wait_for_metadata=True,
         )
     problems = check_topics(settings)
-    assert sum("missing" in problem for problem in problems) == 4
+    assert sum("missing" in problem for problem in problems) == 6  # all but alerts
     alerts = [problem for problem in problems if problem.startswith(settings.alerts_topic)]
     assert len(alerts) == 2
     assert "2 partitions, expected 4" in alerts[0]
