@@ -115,6 +115,7 @@ class Reconciler:
         *,
         store: MutableMapping[str, Txn] | None = None,
         progress: Progress | None = None,
+        touched: set[str] | None = None,
     ) -> None:
         self.config = config or DetectionConfig()
         self.store: MutableMapping[str, Txn] = {} if store is None else store
@@ -122,8 +123,9 @@ class Reconciler:
         self.outbox: list[Alert] = []
         # Keys whose state changed since the caller last emptied this set: a write-behind
         # store (the stream workers' changelogged table) writes exactly these, once per
-        # batch. None (the default) keeps no record: the replay needs none.
-        self.touched: set[str] | None = None
+        # batch; judgements made while restoring included. None (the default) keeps no
+        # record: the replay needs none.
+        self.touched: set[str] | None = touched
         self.stats = Stats()
         self._window_us = round((self.config.match_window + self.config.grace) * MICROS)
         self._retention_us = round(self.config.retention * MICROS)

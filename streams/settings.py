@@ -25,11 +25,11 @@ from models.config import (
     read_tables,
 )
 
-Guarantee = Literal["at_least_once", "exactly_once"]
+Guarantee = Literal["at_least_once"]
 StoreKind = Literal["rocksdb", "memory"]
 
 _PREFIX: Final = "DEBITWATCH_"
-STATE_TABLES: Final = ("txns", "checkpoints")
+STATE_TABLES: Final = ("txns",)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -69,10 +69,12 @@ class Settings:
             raise ConfigError("partitions and input_partitions must be >= 1")
         if self.replication < 1:
             raise ConfigError("replication must be >= 1")
-        if self.processing_guarantee not in ("at_least_once", "exactly_once"):
+        if self.processing_guarantee != "at_least_once":
             raise ConfigError(
-                "processing_guarantee must be at_least_once or exactly_once, "
-                f"got {self.processing_guarantee!r}"
+                f"processing_guarantee {self.processing_guarantee!r} is not supported: "
+                "debitwatch runs at_least_once and de-duplicates alerts itself; "
+                "faust-streaming's exactly_once sends outside its transactions "
+                "(docs/streaming.md)"
             )
         if self.store not in ("rocksdb", "memory"):
             raise ConfigError(f"store must be rocksdb or memory, got {self.store!r}")
@@ -90,7 +92,7 @@ class Settings:
 
     @property
     def changelog_topics(self) -> list[str]:
-        """Faust's changelogs of the join's two tables (``<app_id>-<table>-changelog``).
+        """Faust's changelog of the join's table (``<app_id>-<table>-changelog``).
 
         ``topics create`` makes them up front with the join's partition count: a worker
         that creates them itself can read their partition count as 0 in its first

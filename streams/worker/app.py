@@ -1,15 +1,15 @@
-"""The Faust app: two agents, two tables, one timer (docs/streaming.md).
+"""The Faust app: two agents, one table, one timer (docs/streaming.md).
 
 ::
 
     pos.terminal.events ─┐                       ┌─> debitwatch.dlq (refused input)
                          ├─ ingest ──> <app>-events-by-terminal ── join ──┼─> debitwatch.alerts
-    bank.issuer.events ──┘   validate,    (re-keyed by transaction,       └─> tables txns +
-                             re-key,       partitioned by terminal)           checkpoints
+    bank.issuer.events ──┘   validate,    (re-keyed by transaction,       └─> table txns (and a
+                             re-key,       partitioned by terminal)           checkpoint each)
                              copy watermarks                                  (changelogged)
 
 ``join`` keeps one :class:`~streams.worker.partition_state.PartitionState` per assigned
-partition, in memory, and the tables as its durable copy: written once per batch for
+partition, in memory, and the table as its durable copy: written once per batch for
 the keys the batch changed, read back only when a partition is (re)assigned. It never
 uses Faust's ``join`` (a stub) nor windowed tables (their expiry is wall-clock time).
 """
@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -39,12 +37,13 @@ from streams.settings import Settings
 from streams.worker import handoff
 from streams.worker.ingest import route
 from streams.worker.partition_state import (
-    AlertKey,
     Checkpoint,
     Incoming,
     PartitionState,
+    PublishedAlert,
     published_since,
 )
+from streams.worker.state_writer import CHECKPOINT_PREFIX, StateWriter, checkpoint_key
 from streams.worker.wire import ORIGIN_HEADER, TICK_KEY, encode_control, join_partition
 
 log = logging.getLogger("debitwatch.worker")
@@ -53,25 +52,6 @@ _ENCODER = msgspec.json.Encoder()
 
 def wall_us() -> int:
     return time.time_ns() // 1000
-
-
-@contextlib.contextmanager
-def acting_as(event: EventT[bytes]) -> Iterator[None]:
-    """Make ``event`` Faust's current event while writing tables.
-
-    Faust picks a table write's changelog partition (and its RocksDB partition store)
-    from the event being processed. A batch holds events of several partitions, so the
-    join writes each partition's state while acting as one of that partition's events.
-    """
-    token = faust.streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust.streams._current_event.reset(token)
-
-
-def _checkpoint_key(partition: int) -> bytes:
-    return f"p{partition}".encode()
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -104,9 +84,6 @@ def create_app(settings: Settings) -> faust.App:
     dlq = app.topic(settings.dlq_topic, **raw)
     # bytes keys and values: Faust's "raw" codec, the core does its own encoding.
     txns = app.Table("txns", partitions=settings.partitions, key_type=bytes, value_type=bytes)
-    checkpoints = app.Table(
-        "checkpoints", partitions=settings.partitions, key_type=bytes, value_type=bytes
-    )
 
     states: dict[int, PartitionState] = {}
     lock = asyncio.Lock()
@@ -119,8 +96,6 @@ def create_app(settings: Settings) -> faust.App:
             input_counts[topic] = count
         return count
 
-    exactly_once = settings.processing_guarantee == "exactly_once"
-
     async def send(
         topic: faust.TopicT,
         key: bytes | None,
@@ -130,24 +105,26 @@ def create_app(settings: Settings) -> faust.App:
     ) -> Any:
         """Send through Faust's producer; returns a future of the record's metadata.
 
-        With at_least_once this goes to the producer directly: ``Topic.send`` adds a
-        FutureMessage, callbacks and a sensor call per message (a third of the ingest's
-        time, measured), and Faust still flushes this producer before every commit.
-        exactly_once keeps ``Topic.send``, which picks the partition's transaction.
+        Straight to the producer: ``Topic.send`` adds a FutureMessage, callbacks and a
+        sensor call per message (a third of the ingest's time, measured), and Faust
+        still flushes this producer before every commit.
         """
-        if exactly_once:
-            return await topic.send(key=key, value=value, partition=partition, headers=headers)
         return await app.producer.send(topic.get_topic_name(), key, value, partition, None, headers)
+
+    def fail(error: BaseException) -> None:
+        """A state write Kafka refused for good: stop before anything commits past it."""
+        log.error("a state write was not delivered (%s): stopping the worker", error)
+        crashing.append(asyncio.ensure_future(app.crash(error)))
+
+    crashing: list[asyncio.Future[Any]] = []
+    writer = StateWriter(app, txns, on_failure=fail)
 
     async def send_dead(record: DeadLetter) -> None:
         await send(dlq, None, _ENCODER.encode(record))
 
     @app.task  # type: ignore[untyped-decorator]
     async def tune_transport() -> None:
-        """Two measured changes to Faust's transport, made once at start (see each)."""
-        # Faust flushes its send_soon buffer synchronously whenever it holds over 100
-        # messages; with exactly_once one batch of the join writes thousands.
-        app.producer.buffer.max_messages = 100_000
+        """A measured change to Faust's consumer, made once at start (handoff.py)."""
         handoff.install(app.consumer)
 
     @app.agent(inputs, name="ingest")
@@ -189,17 +166,21 @@ def create_app(settings: Settings) -> faust.App:
         if not missing:
             return
         started = time.monotonic()
+        await writer.drain()
         saved: dict[int, Checkpoint] = {}
-        for key, blob in checkpoints.items():
-            partition = int(key.decode()[1:])
-            if partition in missing and blob is not None:
-                saved[partition] = Checkpoint.decode(blob)
         by_partition: dict[int, list[tuple[str, bytes]]] = {p: [] for p in missing}
         partitions = settings.partitions
-        for key, blob in txns.items():
+        for key, blob in txns.data.items():
+            if blob is None:
+                continue
+            if key.startswith(CHECKPOINT_PREFIX):
+                partition = int(key[len(CHECKPOINT_PREFIX) :])
+                if partition in missing:
+                    saved[partition] = Checkpoint.decode(blob)
+                continue
             text = key.decode()
             partition = join_partition(text.rsplit("/", 2)[0], partitions)
-            if partition in by_partition and blob is not None:
+            if partition in by_partition:
                 by_partition[partition].append((text, blob))
         published = await read_published(
             {p: (saved[p].alerts_offset if p in saved else 0) for p in missing}
@@ -223,7 +204,7 @@ def create_app(settings: Settings) -> faust.App:
 
     async def read_published(
         since: dict[int, int],
-    ) -> dict[int, collections.Counter[AlertKey]]:
+    ) -> dict[int, list[PublishedAlert]]:
         """The alert records each partition published after its checkpoint."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap,
@@ -257,8 +238,9 @@ def create_app(settings: Settings) -> faust.App:
             if tp.topic == settings.repartition_topic:
                 states.pop(tp.partition, None)
 
-    async def publish(state: PartitionState, last: EventT[bytes], dead: list[DeadLetter]) -> None:
-        """Alerts first (acknowledged), then dead letters, then the state, checkpoint last."""
+    async def publish(state: PartitionState, dead: list[DeadLetter]) -> None:
+        """Alerts first (acknowledged), then dead letters, then the state, checkpoint last
+        (one changelog partition: Kafka keeps them in this order)."""
         partition = state.partition
         pending = [
             await send(alerts, alert.alert_id.encode(), _ENCODER.encode(alert), partition)
@@ -269,66 +251,11 @@ def create_app(settings: Settings) -> faust.App:
             state.alerts_offset = max(meta.offset for meta in delivered) + 1
         for record in dead:
             await send_dead(record)
-        writes = state.take_writes()
-        checkpoint = (_checkpoint_key(partition), state.checkpoint().encode())
-        with acting_as(last):
-            if exactly_once:
-                write_through_tables(writes, checkpoint)
-            else:
-                await write_batched(partition, writes, checkpoint, bool(pending))
-
-    def write_through_tables(
-        writes: list[tuple[str, bytes | None]], checkpoint: tuple[bytes, bytes]
-    ) -> None:
-        """Faust's own table path: each write joins the partition's Kafka transaction."""
-        for key, blob in writes:
-            if blob is None:
-                with contextlib.suppress(KeyError):  # created and expired in one batch
-                    del txns[key.encode()]
-            else:
-                txns[key.encode()] = blob
-        checkpoints[checkpoint[0]] = checkpoint[1]
-
-    async def write_batched(
-        partition: int,
-        writes: list[tuple[str, bytes | None]],
-        checkpoint: tuple[bytes, bytes],
-        alerts_published: bool,
-    ) -> None:
-        """The same writes, to the same stores and changelog partitions, without Faust's
-        per-write path.
-
-        ``Table.__setitem__`` queues each changelog record in a buffer that Faust drains
-        one ``publish_message`` at a time, and updates the store's persisted offset on
-        every acknowledgement: measured at about two thirds of the join's time. Here the
-        records go straight to the producer (which batches them) and the persisted offset
-        is set once per batch. Faust still flushes this producer before it commits the
-        input offsets, so a committed event's state is always in the changelog.
-        """
-        txn_futures = [await write(txns, k.encode(), b, partition) for k, b in writes]
-        if alerts_published and txn_futures:
-            # The checkpoint's alerts_offset says "alerts before this offset are recorded
-            # in the transactions' state": so it may reach the changelog only after the
-            # states that record them (two topics: Kafka orders neither against the other).
-            await asyncio.gather(*txn_futures)
-        checkpoint_future = await write(checkpoints, *checkpoint, partition)
-        for table, future in ((txns, txn_futures[-1] if txn_futures else None),
-                              (checkpoints, checkpoint_future)):  # fmt: skip
-            if future is not None:
-                tp = TP(table.changelog_topic.get_topic_name(), partition)
-                future.add_done_callback(_persisted_offset_setter(table, tp))
-
-    async def write(table: Any, key: bytes, blob: bytes | None, partition: int) -> Any:
-        """Write one key to ``table``'s local store and its changelog partition."""
-        store = table.data
-        if blob is None:
-            with contextlib.suppress(KeyError):
-                del store[key]
-        else:
-            store[key] = blob
-        return await app.producer.send(
-            table.changelog_topic.get_topic_name(), key, blob, partition, None, None
-        )
+        records: list[tuple[bytes, bytes | None]] = [
+            (key.encode(), blob) for key, blob in state.take_writes()
+        ]
+        records.append((checkpoint_key(partition), state.checkpoint().encode()))
+        await writer.write(partition, records)
 
     @app.agent(rekeyed, name="join")
     async def join(stream: faust.StreamT[bytes]) -> None:
@@ -346,7 +273,7 @@ def create_app(settings: Settings) -> faust.App:
                     if state is None:
                         continue  # revoked while buffered: its new owner reprocesses it
                     dead = state.feed([_incoming(event) for event in group], now)
-                    await publish(state, group[-1], dead)
+                    await publish(state, dead)
 
     @app.timer(interval=settings.tick_interval)  # type: ignore[untyped-decorator]
     async def idle_advance() -> None:
@@ -354,6 +281,7 @@ def create_app(settings: Settings) -> faust.App:
         if app.rebalancing or app.in_recovery:
             return
         async with lock:
+            await ensure_loaded()  # a partition with no traffic since (re)assignment too
             now = wall_us()
             for partition, state in list(states.items()):
                 for tick in state.due_ticks(now):
@@ -361,16 +289,6 @@ def create_app(settings: Settings) -> faust.App:
 
     app.debitwatch_states = states  # type: ignore[attr-defined]  # for the web views
     return app
-
-
-def _persisted_offset_setter(table: Any, tp: TP) -> Any:
-    """Record in the local store how far the changelog holds its writes (for recovery)."""
-
-    def done(future: asyncio.Future[Any]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            table.data.set_persisted_offset(tp, future.result().offset)
-
-    return done
 
 
 def _incoming(event: EventT[bytes]) -> Incoming:

@@ -31,14 +31,15 @@ from typing import Final
 
 import msgspec
 
-from models.alerts import Alert
+from models.alerts import Alert, alert_id
 from models.capture import LINE_PREFIX, event_bytes, feed_lines
 from models.config import DetectionConfig
 from models.dead_letter import DeadLetter, dead_letter
 from models.events import Source
+from models.instants import format_micros
 from models.reconciler import Reconciler
 from models.stream_time import NEVER, IdleAdvance, Progress
-from models.transaction import Txn
+from models.transaction import FIRING, Txn, split_key
 from models.validation import Reason
 from streams.worker.wire import (
     TickControl,
@@ -92,7 +93,7 @@ class PartitionState:
         *,
         txns: Iterable[tuple[str, bytes]] = (),
         checkpoint: Checkpoint | None = None,
-        published: collections.Counter[AlertKey] | None = None,
+        published: Sequence[PublishedAlert] = (),
         wall_us: int = 0,
     ) -> None:
         self.partition = partition
@@ -109,13 +110,12 @@ class PartitionState:
         self._watermarks: dict[Source, dict[int, int]] = {
             source: dict(saved.watermarks.get(source, {})) for source in SOURCES
         }
-        self._published = published if published is not None else collections.Counter()
         self.suppressed = 0
         self._skew = timedelta(seconds=config.max_clock_skew)
         self.reconciler = Reconciler(
-            config, store=store, progress=Progress(saved.terminal, saved.issuer)
+            config, store=store, progress=Progress(saved.terminal, saved.issuer), touched=set()
         )
-        self.reconciler.touched = set()
+        self._published = self._not_yet_in_state(published)
         self._idle = IdleAdvance(config.idle_advance)
         progress = self.reconciler.progress
         for source in SOURCES:
@@ -145,8 +145,8 @@ class PartitionState:
                 )
                 continue
             if isinstance(control, WatermarkControl):
-                self._watermark(control)
-                heard.add(control.source)
+                if self._watermark(control):
+                    heard.add(control.source)
             elif isinstance(control, TickControl):
                 self.reconciler.advance(control.source, control.at_us)
         self._feed_run(run, dead)
@@ -175,15 +175,23 @@ class PartitionState:
                 )
             )
 
-    def _watermark(self, control: WatermarkControl) -> None:
-        """A source's watermark counts once every one of its input partitions sent one."""
+    def _watermark(self, control: WatermarkControl) -> bool:
+        """A source's watermark counts once every one of its input partitions sent one.
+
+        Returns whether it moved the source's progress: only then is the source "heard"
+        for idle advance (a watermark held back by a silent partition must not keep
+        resetting the idle clock of a feed that otherwise says nothing).
+        """
         seen = self._watermarks[control.source]
         if control.at_us > seen.get(control.input_partition, NEVER):
             seen[control.input_partition] = control.at_us
         self.reconciler.stats.watermarks += 1
         wanted = range(control.input_partitions)
-        if all(p in seen for p in wanted):
-            self.reconciler.advance(control.source, min(seen[p] for p in wanted))
+        if not all(p in seen for p in wanted):
+            return False
+        before = self.reconciler.progress.of(control.source)
+        self.reconciler.advance(control.source, min(seen[p] for p in wanted))
+        return self.reconciler.progress.of(control.source) > before
 
     def due_ticks(self, wall_us: int) -> list[TickControl]:
         """Idle advances due now (CONTRACT §3), to be sent through the re-keyed topic.
@@ -206,6 +214,43 @@ class PartitionState:
         if stream_time <= next_due:
             return []
         return [TickControl(source=source, at_us=at) for source, at in due]
+
+    def _not_yet_in_state(
+        self, published: Sequence[PublishedAlert]
+    ) -> collections.Counter[AlertKey]:
+        """Of the records published after the checkpoint, those the restored state does
+        not record yet: the ones replaying the input will publish again.
+
+        A transaction's state records, per kind, the last published status and the
+        detection time of its episode, which every record of the episode carries as
+        ``detected_at``. Records up to the one matching that mark are already reflected
+        (their transaction's state was written after them, before the crash); counting
+        them would silently drop a later, legitimate change of the same alert.
+        """
+        marks: dict[str, tuple[str, str]] = {}
+        for txn in self.reconciler.store.values():
+            if not txn.alerts:
+                continue
+            terminal_id, stan, second = split_key(txn.key)
+            for kind, (status, detected_us) in txn.alerts.items():
+                word = "firing" if status == FIRING else "resolved"
+                marks[alert_id(terminal_id, stan, second, kind)] = (
+                    word,
+                    format_micros(detected_us),
+                )
+        by_alert: dict[str, list[PublishedAlert]] = {}
+        for record in published:
+            by_alert.setdefault(record.alert_id, []).append(record)
+        pending: collections.Counter[AlertKey] = collections.Counter()
+        for alert, records in by_alert.items():
+            mark = marks.get(alert)
+            start = 0
+            for index, record in enumerate(records):
+                if (record.status, record.detected_at) == mark:
+                    start = index + 1
+            for record in records[start:]:
+                pending[(alert, record.status)] += 1
+        return pending
 
     # --------------------------------------------------------------- output
 
@@ -248,23 +293,25 @@ class PartitionState:
         )
 
 
-def published_since(values: Iterable[bytes | None]) -> collections.Counter[AlertKey]:
-    """Count (alert_id, status) in alert records read back from the alerts topic."""
-    counts: collections.Counter[AlertKey] = collections.Counter()
+class PublishedAlert(msgspec.Struct):
+    """What the de-duplication needs of an alert record read back from the topic."""
+
+    alert_id: str
+    status: str
+    detected_at: str
+
+
+_PUBLISHED: Final = msgspec.json.Decoder(PublishedAlert)
+
+
+def published_since(values: Iterable[bytes | None]) -> list[PublishedAlert]:
+    """Alert records read back from the alerts topic, in order; unreadable ones skipped."""
+    records: list[PublishedAlert] = []
     for value in values:
         if value is None:
             continue
         try:
-            head = _ALERT_HEAD.decode(value)
+            records.append(_PUBLISHED.decode(value))
         except msgspec.DecodeError:
             continue
-        counts[(head.alert_id, head.status)] += 1
-    return counts
-
-
-class _AlertHead(msgspec.Struct):
-    alert_id: str
-    status: str
-
-
-_ALERT_HEAD: Final = msgspec.json.Decoder(_AlertHead)
+    return records

@@ -36,10 +36,7 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert (settings.detection.match_window, settings.detection.grace) == (600.0, 90.0)
     assert settings.batch_within == pytest.approx(0.02)
     assert settings.repartition_topic == "from-env-events-by-terminal"
-    assert settings.changelog_topics == [
-        "from-env-txns-changelog",
-        "from-env-checkpoints-changelog",
-    ]
+    assert settings.changelog_topics == ["from-env-txns-changelog"]
 
 
 @pytest.mark.parametrize(
@@ -47,6 +44,7 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     [
         ({"DEBITWATCH_PARTITIONS": "four"}, "partitions must be an integer"),
         ({"DEBITWATCH_PROCESSING_GUARANTEE": "maybe_once"}, "processing_guarantee"),
+        ({"DEBITWATCH_PROCESSING_GUARANTEE": "exactly_once"}, "not supported"),
         ({"DEBITWATCH_STORE": "redis"}, "store must be rocksdb or memory"),
         ({"DEBITWATCH_MATCH_WINDOW": "soon"}, "expected a duration"),
     ],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 from datetime import timedelta
 
 from models.config import DetectionConfig
@@ -128,29 +127,50 @@ def test_expired_transactions_are_written_as_deletions() -> None:
     assert not state.reconciler.store
 
 
+def close_all() -> list[Incoming]:
+    return [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())]
+
+
 def test_alerts_already_published_before_a_crash_are_dropped_once_per_copy() -> None:
     first = PartitionState(0, CONFIG)
     first.feed(ghost_debit(), wall_us=0)
-    first.feed(
-        [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
-    )
-    published = [encode(_alert_head(a)) for a in first.take_alerts()]
+    first.feed(close_all(), 0)
+    published = [encode(alert) for alert in first.take_alerts()]
     assert len(published) == 1
     # The crash came before the state was written: the restart regenerates the alert.
     again = PartitionState(0, CONFIG, published=published_since(published))
     again.feed(ghost_debit(), wall_us=0)
-    again.feed(
-        [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
-    )
+    again.feed(close_all(), 0)
     assert again.take_alerts() == []
     assert again.suppressed == 1
     # A state change that was *not* published before is still published.
-    third = PartitionState(0, CONFIG, published=collections.Counter())
+    third = PartitionState(0, CONFIG, published=[])
     third.feed(ghost_debit(), wall_us=0)
-    third.feed(
-        [line("terminal", far_future_watermark()), line("issuer", far_future_watermark())], 0
-    )
+    third.feed(close_all(), 0)
     assert len(third.take_alerts()) == 1
+
+
+def test_a_record_the_restored_state_already_holds_suppresses_nothing_later() -> None:
+    """Published, state written, crash before the checkpoint: the restored state says
+    firing already, so nothing regenerates that record; it must not swallow the
+    resolution that comes later (review finding)."""
+    live = PartitionState(0, CONFIG)
+    live.feed(ghost_debit(), wall_us=0)
+    wm = (BASE_SECOND + 400) * 1_000_000
+    live.feed([mark("terminal", wm, 0, 1), mark("issuer", wm, 0, 1)], wall_us=0)
+    fired = live.take_alerts()
+    assert [str(alert.status) for alert in fired] == ["firing"]
+    writes = [(key, blob) for key, blob in live.take_writes() if blob is not None]
+    restored = PartitionState(
+        0, CONFIG, txns=writes, published=published_since([encode(fired[0])]),
+        checkpoint=Checkpoint(live.checkpoint().terminal, live.checkpoint().issuer, {}, 0),
+    )  # fmt: skip
+    refund = event("refund", 450.0, event_id="refund-1")
+    restored.feed([line("issuer", refund)], wall_us=0)
+    assert [str(alert.status) for alert in restored.take_alerts()] == ["resolved"]
+    restored.feed([line("issuer", event("debit", 460.0, event_id="debit-again"))], wall_us=0)
+    assert [str(alert.status) for alert in restored.take_alerts()] == ["firing"]
+    assert restored.suppressed == 0
 
 
 def test_refused_events_become_dead_letters_with_their_origin() -> None:
@@ -169,7 +189,3 @@ def test_refused_events_become_dead_letters_with_their_origin() -> None:
 def test_a_new_partition_starts_with_no_progress() -> None:
     checkpoint = PartitionState(3, CONFIG).checkpoint()
     assert (checkpoint.terminal, checkpoint.issuer, checkpoint.alerts_offset) == (NEVER, NEVER, 0)
-
-
-def _alert_head(alert: object) -> dict[str, str]:
-    return {"alert_id": alert.alert_id, "status": str(alert.status)}  # type: ignore[attr-defined]
