@@ -95,9 +95,9 @@ def producer(settings: Settings) -> Any:
 def consumer(settings: Settings) -> Any:
     """A ``KafkaConsumer`` outside any group: partitions are assigned by hand.
 
-    It reads committed records only: with ``processing_guarantee = exactly_once`` the
-    workers write alerts in transactions, and an aborted one (a worker that crashed
-    mid-batch) must not show up in an export. Without transactions this changes nothing.
+    It reads committed records only: a transactional producer writing to these topics
+    (another tool; debitwatch's own workers use none) could abort, and aborted records
+    must not show up in an export. Without transactions this changes nothing.
     """
     return _connect(
         settings,
