@@ -62,6 +62,7 @@ class Settings:
     batch_size: int = 5000
     batch_within: float = 0.1
     tick_interval: float = 1.0
+    session_timeout: float = 45.0
     detection: DetectionConfig = dataclasses.field(default_factory=DetectionConfig)
 
     def __post_init__(self) -> None:
@@ -138,7 +139,14 @@ _INTS: Final = frozenset(
     {"partitions", "input_partitions", "replication", "web_port", "batch_size"}
 )
 _DURATIONS: Final = frozenset(
-    {"input_retention", "alerts_retention", "dlq_retention", "batch_within", "tick_interval"}
+    {
+        "input_retention",
+        "alerts_retention",
+        "dlq_retention",
+        "batch_within",
+        "tick_interval",
+        "session_timeout",
+    }
 )
 
 

@@ -69,6 +69,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         web_port=settings.web_port,
         autodiscover=False,
+        # How long the group waits for a silent (crashed) worker before its partitions
+        # move: Kafka Streams' default, where Faust's is 60 s.
+        broker_session_timeout=settings.session_timeout,
         # Batches of sends, not one request per message (measured: docs/PERFORMANCE.md).
         producer_linger=0.005,
         # An agent that fails stops the worker (and its supervisor restarts it from the
