@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
+
 from models.config import DetectionConfig
 from models.stream_time import NEVER
 from streams.worker.ingest import route
@@ -135,7 +137,7 @@ def test_alerts_already_published_before_a_crash_are_dropped_once_per_copy() -> 
     first = PartitionState(0, CONFIG)
     first.feed(ghost_debit(), wall_us=0)
     first.feed(close_all(), 0)
-    published = [encode(alert) for alert in first.take_alerts()]
+    published = [msgspec.json.encode(alert) for alert in first.take_alerts()]
     assert len(published) == 1
     # The crash came before the state was written: the restart regenerates the alert.
     again = PartitionState(0, CONFIG, published=published_since(published))
@@ -162,7 +164,7 @@ def test_a_record_the_restored_state_already_holds_suppresses_nothing_later() ->
     assert [str(alert.status) for alert in fired] == ["firing"]
     writes = [(key, blob) for key, blob in live.take_writes() if blob is not None]
     restored = PartitionState(
-        0, CONFIG, txns=writes, published=published_since([encode(fired[0])]),
+        0, CONFIG, txns=writes, published=published_since([msgspec.json.encode(fired[0])]),
         checkpoint=Checkpoint(live.checkpoint().terminal, live.checkpoint().issuer, {}, 0),
     )  # fmt: skip
     refund = event("refund", 450.0, event_id="refund-1")
