@@ -7,6 +7,7 @@ only through ``DEBITWATCH_*`` environment variables, as users run it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -97,6 +98,43 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def stop_strays(app_id: str, timeout: float = 30.0) -> int:
+    """SIGTERM (then SIGKILL) every worker process of ``app_id`` still running: one an
+    interrupt caught between its fork and our bookkeeping. Linux /proc; returns how many."""
+    marker = f"DEBITWATCH_APP_ID={app_id}".encode()
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if b"streams.cli" in (entry / "cmdline").read_bytes() and marker in (
+                entry / "environ"
+            ).read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in found:
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.1)
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return len(found)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has exited; only its parent's wait is missing)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def consumer_lag(settings: Settings) -> int:

@@ -538,7 +538,10 @@ class _Demo:
             worker = WorkerProcess(
                 settings, name=f"worker-{number}", web_port=_free_port(), log_dir=log_dir
             )
-            self.workers.append(worker.start())
+            # Tracked before it exists: an interrupt during the start must still stop it
+            # (the shutdown also sweeps for a worker caught between fork and bookkeeping).
+            self.workers.append(worker)
+            worker.start()
         _wait_workers_ready(settings, self.workers, WORKERS_READY_TIMEOUT)
         _step(self.console, "workers", f"{WORKERS} workers up and sharing the partitions in "
               f"{_elapsed(started)} (logs in {log_dir})")  # fmt: skip
@@ -615,9 +618,13 @@ class _Demo:
         _step(self.console, "shutdown", line)
 
     def _stop_workers(self) -> str:
+        from streams.cluster import stop_strays  # noqa: PLC0415
+
         with concurrent.futures.ThreadPoolExecutor(len(self.workers)) as pool:
             codes = list(pool.map(lambda w: w.stop(WORKER_STOP_TIMEOUT), self.workers))
-        shown = ", ".join(str(code) for code in codes)
+        if self.settings is not None:
+            stop_strays(self.settings.app_id)
+        shown = ", ".join(str(code) for code in codes if code is not None)
         return f"{_plural(len(codes), 'worker')} stopped (SIGTERM; exit {shown})"
 
 
