@@ -6,6 +6,8 @@
 #   make demo-offline  simulate traffic, replay it through the detector offline, evaluate
 #   make test    lint, type-check and run the whole test suite (README, second command; CI)
 #   make bench   throughput and memory benchmarks (writes bench/results/*.json)
+#   make bench-stream  stream workers on a local Kafka broker: throughput, alert latency,
+#                recovery of 1M open transactions (~1 h; writes bench/results/*.json)
 #   make profile instructions per line, stage by stage (needs valgrind)
 #
 # Everything installs into .venv from PyPI; nothing is installed system-wide.
@@ -20,7 +22,7 @@ DEMO_ARGS ?=
 DEMO_TRANSACTIONS ?= 100000
 DEMO_SEED ?= 7
 
-.PHONY: install system kafka-jars demo demo-offline test lint typecheck unit bench profile clean
+.PHONY: install system kafka-jars demo demo-offline test lint typecheck unit bench bench-stream profile clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" && command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -76,6 +78,11 @@ test: lint typecheck unit
 bench: install
 	$(BIN)/python bench/replay_throughput.py
 	$(BIN)/python bench/open_state_memory.py
+
+bench-stream: install
+	$(BIN)/python bench/stream_throughput.py --pyinstrument bench/data/stream_worker_profile.txt
+	$(BIN)/python bench/alert_latency.py
+	$(BIN)/python bench/recovery.py
 
 profile: install
 	$(BIN)/python bench/stage_instructions.py
