@@ -17,4 +17,8 @@ def run_worker(settings: Settings, *, web_port: int | None = None, loglevel: str
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    # Faust's terminal spinner sets the root logger to DEBUG, so aiokafka builds a debug
+    # record for every message it sends (about 17% of the worker's CPU, measured in
+    # docs/PERFORMANCE.md), and it writes cursor escape codes into the logs.
+    worker.spinner = None
     worker.execute_from_commandline()
