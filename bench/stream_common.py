@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from kafka.errors import KafkaError  # noqa: E402
 
 from streams import kafka_local  # noqa: E402
-from streams.cluster import WorkerProcess, consumer_lag, settings_env  # noqa: E402
+from streams.cluster import WorkerProcess, consumer_lag  # noqa: E402
 from streams.kafka_clients import admin, consumer, topic_partitions  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
@@ -163,21 +163,15 @@ class BenchWorker(WorkerProcess):
         self.started = 0.0
         self.log_offset = 0
 
+    def command(self) -> list[str]:
+        return [*self.prefix, "-m", "streams.cli", "worker", "--loglevel", self.loglevel]
+
     def start(self) -> BenchWorker:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.log_offset = self._log.tell()  # a restart appends to the same log
-        command = [*self.prefix, "-m", "streams.cli", "worker", "--loglevel", self.loglevel]
+        # A restart appends to the same log: remember where this run's lines begin.
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.started_wall = time.time()
         self.started = time.monotonic()
-        self._process = subprocess.Popen(
-            command,
-            env=settings_env(self.settings),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=ROOT,
-        )
+        super().start()
         return self
 
     @property
@@ -187,18 +181,7 @@ class BenchWorker(WorkerProcess):
 
     def interrupt(self, timeout: float = 120.0) -> int | None:
         """SIGINT (what a profiler needs to write its report), SIGKILL after ``timeout``."""
-        process = self._process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._close_log()
-        return process.returncode
+        return self.stop(timeout, sig=signal.SIGINT)
 
     def log_since_start(self) -> str:
         """What this run of the worker logged (the log file may hold earlier runs)."""

@@ -50,11 +50,15 @@ class WorkerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
+    def command(self) -> list[str]:
+        """The worker's command line (a benchmark may run it under a profiler)."""
+        return [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
+
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            self.command(),
             env=settings_env(self.settings),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -66,13 +70,16 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (Faust's clean shutdown: commit, flush), SIGKILL after ``timeout``."""
+    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
+        """SIGTERM (Faust's clean shutdown: commit, flush), SIGKILL after ``timeout``.
+
+        ``sig=SIGINT`` for a worker run under a profiler, which writes its report then.
+        """
         process = self._process
         if process is None:
             return None
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(sig)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
