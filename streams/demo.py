@@ -655,13 +655,18 @@ def _evaluate(truth_path: Path, alerts_path: Path, console: Console) -> int:
     precision and recall are 1.0 for every kind and overall, else 1."""
     from models.evaluation import evaluate  # noqa: PLC0415
     from models.final_states import ALERT_DECODER  # noqa: PLC0415
-    from models.truth import TRUTH_DECODER  # noqa: PLC0415
+    from models.truth import TruthRecord, decode_truth_line  # noqa: PLC0415
     from streams import report  # noqa: PLC0415
 
     def lines(path: Path) -> list[bytes]:
         return [line for line in path.read_bytes().splitlines() if line.strip()]
 
-    truth = [TRUTH_DECODER.decode(line) for line in lines(truth_path)]
+    # Transaction alerts only: incident lines (IncidentTruth) are not scored here yet.
+    truth = [
+        record
+        for record in map(decode_truth_line, lines(truth_path))
+        if isinstance(record, TruthRecord)
+    ]
     alerts = [ALERT_DECODER.decode(line) for line in lines(alerts_path)]
     result = evaluate(truth, alerts)
     console.print()

@@ -9,12 +9,13 @@ is one consumer of it, a Kafka producer pacing by wall clock can be another::
     simulation = Simulation(SimulationConfig(profile=PROFILES["storm"], transactions=1000))
     for arrival_us, source, event_json in simulation:
         ...
-    truth = simulation.truth
+    truth = simulation.truth  # plus simulation.incidents, known from the start
 
 Modules, one job each: :mod:`.profiles` (rates), :mod:`.fleet` (merchants, terminals,
 cards), :mod:`.transaction` (one key's events), :mod:`.scenarios` (the steps of a
-sale, benign stories), :mod:`.anomalies` (the faults), :mod:`.catalogue` (scenarios by
-name), :mod:`.verdict` (the contract's rules, for the truth), :mod:`.encode` and
+sale, benign stories), :mod:`.anomalies` (the faults), :mod:`.incidents` (fleet-level
+incidents: outages, slow issuers, faulty terminals, duplicate bursts), :mod:`.catalogue`
+(scenarios by name), :mod:`.verdict` (the contract's rules, for the truth), :mod:`.encode` and
 :mod:`.timefmt` (text formats), :mod:`.disorder` (arrival delays), :mod:`.ordering`
 (arrival order), :mod:`.emitter` (the per-event hot loop), :mod:`.generator` (the run),
 :mod:`.writer` (files), :mod:`.cli_args` (the command line).

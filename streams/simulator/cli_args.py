@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from streams.simulator.generator import DEFAULT_START, Simulation, SimulationConfig
+from streams.simulator.incidents import INCIDENT_TYPES
 from streams.simulator.profiles import PROFILES, SETTABLE, ProfileError, resolve
 from streams.simulator.shards import AUTO_SHARD_FROM, AUTO_SHARDS, auto_shards, run_sharded
 from streams.simulator.timefmt import parse_instant_ms
@@ -50,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--truth", required=True, metavar="TRUTH", type=Path,
-        help="ground-truth file to write: one line per alert firing at the end",
+        help="ground-truth file to write: one line per alert firing at the end and one "
+        "per injected incident",
     )  # fmt: skip
     parser.add_argument(
         "--transactions", type=int, default=10_000, metavar="N",
@@ -205,11 +207,12 @@ def run(args: argparse.Namespace) -> int:
                 simulation = Simulation(config)
                 write_lines(simulation.lines(), out)
                 stats, truth = simulation.stats, simulation.truth
+                incidents = simulation.incidents
             else:
                 scratch = None if str(args.output) == "-" else str(Path(args.output).parent)
-                stats, truth = run_sharded(config, shards, out, scratch)
+                stats, truth, incidents = run_sharded(config, shards, out, scratch)
         with ExitStack() as stack:
-            truth_count = write_truth(truth, _open(stack, args.truth))
+            write_truth(truth, _open(stack, args.truth), incidents)
     except OSError as error:
         print(f"{_PROG}: error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
         return IO_ERROR
@@ -219,14 +222,17 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     scenarios = dict(sorted(stats.scenarios.items(), key=lambda item: (-item[1], item[0])))
     alerts = dict(sorted(stats.alerts.items()))
+    injected = {name: stats.incidents[name] for name in INCIDENT_TYPES if stats.incidents[name]}
     print(
         f"{_PROG}: {stats.transactions} transactions (+{stats.follow_ups} follow-up sales), "
         f"{stats.events} events, {stats.lines} lines ({stats.redelivered} redelivered, "
         f"{stats.late_tail} late tail) in {seconds:.2f} s "
         f"[profile {config.profile.name}, seed {config.seed}, shards {shards}]\n"
         f"  scenarios: {_counts(scenarios)}\n"
-        f"  expected alerts ({truth_count}): {_counts(alerts)}; "
+        f"  expected alerts ({len(truth)}): {_counts(alerts)}; "
         f"{stats.paid_again} ghosts paid again\n"
+        f"  incidents ({len(incidents)}): {_counts(injected)}; "
+        f"{sum(stats.incident_sales.values())} sales hit\n"
         f"  wrote {args.output} and {args.truth}",
         file=sys.stderr,
     )

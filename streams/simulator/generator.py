@@ -9,8 +9,10 @@ capture; the truth is complete once iteration has finished.
 
 Everything is drawn from one ``random.Random(seed)`` in a fixed order (plus the
 disorder module's generators for feed bursts and rare delays, seeded from the same
-seed), no set is iterated and no ``hash()`` is used, so the same config gives
-byte-identical output on every run.
+seed, and the incidents' own generator, :mod:`.incidents`), no set is iterated and no
+``hash()`` is used, so the same config gives byte-identical output on every run.
+Fleet-level incidents (:attr:`Simulation.incidents`) are planned up front; a run
+without any draws nothing more and gives the bytes it gave before incidents existed.
 
 Speed: a plain matched single-message sale (two transactions in three) skips its event
 list and goes straight to :meth:`Emitter.emit_sale`; ``verify_all`` turns that fast path
@@ -28,13 +30,19 @@ from collections.abc import Iterator
 from typing import Final
 
 from models.alerts import alert_id
-from models.truth import TruthRecord
+from models.truth import IncidentTruth, TruthRecord
 from streams.simulator import scenarios
 from streams.simulator.catalogue import SCENARIO_FUNCTIONS
 from streams.simulator.disorder import Disorder
 from streams.simulator.emitter import Emitter
 from streams.simulator.encode import event_json, watermark_line
 from streams.simulator.fleet import build_fleet
+from streams.simulator.incidents import (
+    IncidentTraffic,
+    draw_schedule,
+    plan_incidents,
+    run_span_ms,
+)
 from streams.simulator.ordering import Arrival, ArrivalBuffer, Line
 from streams.simulator.profiles import PROFILES, SCENARIOS, Profile
 from streams.simulator.scenarios import Builder, Scenario
@@ -77,6 +85,10 @@ class SimulationConfig:
     # Judge every transaction against the contract's rules, even plain matched sales
     # (slower; the tests turn it on). Anything that can raise an alert is always judged.
     verify_all: bool = False
+    # For a shard: the whole run's seed and span (ms), from which every shard draws
+    # the same incident schedule. None: this config is the whole run.
+    run_seed: int | None = None
+    run_span_ms: int | None = None
 
 
 @dataclasses.dataclass
@@ -92,11 +104,16 @@ class SimulationStats:
     paid_again: int = 0
     scenarios: Counter[str] = dataclasses.field(default_factory=Counter)
     alerts: Counter[str] = dataclasses.field(default_factory=Counter)
+    incidents: Counter[str] = dataclasses.field(default_factory=Counter)  # injected, by type
+    incident_sales: Counter[str] = dataclasses.field(default_factory=Counter)  # sales changed
     last_arrival_us: int | None = None
 
 
 class Simulation:
-    """Iterate for arrivals; read :attr:`truth` and :attr:`stats` afterwards."""
+    """Iterate for arrivals; read :attr:`truth` and :attr:`stats` afterwards.
+
+    :attr:`incidents` (the fleet-level incidents' truth lines) is known from the start.
+    """
 
     def __init__(self, config: SimulationConfig) -> None:
         if config.transactions < 0:
@@ -131,6 +148,36 @@ class Simulation:
         self._started = False
         self._trusted: frozenset[str] = (
             frozenset() if config.verify_all else _MATCHED_BY_CONSTRUCTION
+        )
+        self._incidents = self._plan_incidents()
+        self.incidents: list[IncidentTruth] = (
+            [incident.truth for incident in self._incidents.incidents] if self._incidents else []
+        )
+        for truth in self.incidents:
+            self.stats.incidents[truth.incident] += 1
+
+    def _plan_incidents(self) -> IncidentTraffic | None:
+        """This run's (or shard's) incidents; None when the profile has none."""
+        config = self.config
+        seed = config.seed if config.run_seed is None else config.run_seed
+        span = config.run_span_ms
+        if span is None:
+            span = run_span_ms(config.transactions, config.rate)
+        slots = draw_schedule(seed, config.start_ms, span, config.profile)
+        if not slots:
+            return None
+        rng = random.Random(f"debitwatch-incident-targets-{seed}-{config.shard}")
+        incidents = plan_incidents(
+            slots, self._fleet, rng, seed=seed, shard=config.shard, shards=config.shards
+        )
+        if not incidents:
+            return None
+        return IncidentTraffic(
+            incidents,
+            rng=rng,
+            profile=config.profile,
+            rate=config.rate,
+            terminals=len(self._fleet.terminals),
         )
 
     def _draw_table(self) -> tuple[list[float], list[Scenario], list[str]]:
@@ -182,11 +229,20 @@ class Simulation:
         heap = buffer.heap
         generic_approved = None if config.verify_all else scenarios.approved
         fast_sale = self._fast_sale
+        incidents = self._incidents
+        # Before this event time no incident acts on the traffic (inf: there are none).
+        quiet_until = incidents.next_edge if incidents is not None else math.inf
         for _ in range(config.transactions if functions else 0):
             at_ms += int(-mean_gap_ms * log(1.0 - random_()))
             if heap and heap[0] < at_ms // 1000:  # buffer.ready(at_ms * 1000), inlined
                 yield from buffer.pop_before(at_ms * 1000)
             scenario = functions[bisect.bisect_right(cumulative, random_())]
+            if at_ms >= quiet_until:
+                assert incidents is not None
+                if incidents.active(at_ms):
+                    self._incident_sale(incidents, scenario, at_ms)
+                    continue
+                quiet_until = incidents.next_edge
             if scenario is generic_approved:
                 story = fast_sale(at_ms)
                 if story is not None:
@@ -204,6 +260,27 @@ class Simulation:
             end = last if last is not None else config.start_ms * 1000
             stats.lines += 2
             yield [(end, source, watermark_line(source)) for source in ("terminal", "issuer")]
+
+    def _incident_sale(self, incidents: IncidentTraffic, scenario: Scenario, at_ms: int) -> None:
+        """A sale while an incident acts: its terminal first, then the incident's story
+        if the terminal is hit, else the scenario the traffic drew, on that terminal."""
+        builder = self._builder
+        terminal = incidents.terminal(at_ms, self._fleet, self._rng)
+        story = incidents.story(builder, at_ms, terminal)
+        if story is not None:
+            self.stats.incident_sales[story[0].scenario.rsplit(".", 1)[1]] += 1
+            self._emit(story)
+            return
+        builder.next_terminal = terminal
+        try:
+            if scenario is scenarios.approved and not self.config.verify_all:
+                fast = self._fast_sale(at_ms)
+                if fast is not None:
+                    self._emit(fast)
+            else:
+                self._emit(scenario(builder, at_ms))
+        finally:
+            builder.next_terminal = None
 
     def _fast_sale(self, t0: int) -> list[Txn] | None:
         """:func:`scenarios.approved`, emitted directly when it is a plain matched

@@ -62,6 +62,27 @@ stan_reset_share                0.30      0.30     terminals resetting STAN at U
 stan_near_wrap_share            0.02      0.02     terminals starting just below 999999
 ms_transmitted_share            0.30      0.30     terminals sending transmitted_at with ms
 =============================== ========= ======== ==========================================
+
+Fleet-level incidents (:mod:`streams.simulator.incidents`; normal and default have none):
+
+=============================== ========= ======== ==========================================
+name                            default   storm    meaning
+=============================== ========= ======== ==========================================
+incidents_per_day               0         24       incidents per simulated day (Poisson)
+merchant_outage_share           0.25      0.25     mix weight: a merchant's link loses the
+                                                   host's replies (network_failure)
+issuer_slowdown_share           0.25      0.25     mix weight: a market's issuer answers after
+                                                   the timeouts (issuer_late_response)
+faulty_terminal_share           0.25      0.25     mix weight: a terminal shows error after
+                                                   approval (terminal_fault)
+duplicate_burst_share           0.25      0.25     mix weight: a terminal's sales processed
+                                                   twice (duplicate_processing)
+incident_min_minutes            5         5        an incident lasts uniform min .. max
+incident_max_minutes            20        20       minutes
+incident_terminal_sales_per_min 6         6        sales per minute steered to the terminal of
+                                                   a faulty_terminal / duplicate_burst from
+                                                   10 min before to 10 min after it (0: off)
+=============================== ========= ======== ==========================================
 """
 
 from __future__ import annotations
@@ -106,7 +127,17 @@ _LIMITS: Final[dict[str, float]] = {
     # CONTRACT §5 rejects transmitted_at > occurred_at + 120 s; a terminal clock slower
     # than that would make its own requests invalid.
     "max_clock_skew_s": 120.0,
+    "incidents_per_day": 10_000.0,
+    "incident_min_minutes": 1_440.0,
+    "incident_max_minutes": 1_440.0,
+    "incident_terminal_sales_per_min": 60.0,
 }
+INCIDENT_SHARES: Final = (
+    "merchant_outage_share",
+    "issuer_slowdown_share",
+    "faulty_terminal_share",
+    "duplicate_burst_share",
+)
 _MIN_BURST_S: Final = 10.0
 
 
@@ -156,6 +187,16 @@ class Profile:
     stan_reset_share: float = 0.3
     stan_near_wrap_share: float = 0.02
     ms_transmitted_share: float = 0.3
+    # Fleet-level incidents (streams.simulator.incidents). The shares are the mix's
+    # relative weights (they need not add up to 1).
+    incidents_per_day: float = 0.0
+    merchant_outage_share: float = 0.25
+    issuer_slowdown_share: float = 0.25
+    faulty_terminal_share: float = 0.25
+    duplicate_burst_share: float = 0.25
+    incident_min_minutes: float = 5.0
+    incident_max_minutes: float = 20.0
+    incident_terminal_sales_per_min: float = 6.0
 
     def rate(self, scenario: str) -> float:
         """The per-transaction probability of ``scenario`` (``approved`` gets the rest)."""
@@ -204,6 +245,7 @@ PROFILES: Final[dict[str, Profile]] = {
         redelivery=0.03,
         late_redelivery_share=0.3,
         late_tail=0.003,
+        incidents_per_day=24.0,
     ),
 }
 
@@ -219,6 +261,14 @@ def check(profile: Profile) -> Profile:
             raise ProfileError(f"{name}={value:g} is out of range [0, {upper:g}]")
     if profile.issuer_burst_max_s < _MIN_BURST_S and profile.issuer_burst_share > 0:
         raise ProfileError(f"issuer_burst_max_s must be >= {_MIN_BURST_S:g} when bursts are on")
+    if profile.incidents_per_day > 0:
+        if not sum(getattr(profile, name) for name in INCIDENT_SHARES) > 0:
+            raise ProfileError("incidents_per_day > 0 needs at least one incident share > 0")
+        if not 0 < profile.incident_min_minutes <= profile.incident_max_minutes:
+            raise ProfileError(
+                "incidents need 0 < incident_min_minutes <= incident_max_minutes, got "
+                f"{profile.incident_min_minutes:g} and {profile.incident_max_minutes:g}"
+            )
     if profile.approved_rate < -1e-9:
         total = 1.0 - profile.approved_rate
         raise ProfileError(

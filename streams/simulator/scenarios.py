@@ -87,6 +87,9 @@ class Builder:
         self.fleet = fleet
         self._rrn_sequence = 99_999
         self._rrn_prefix: dict[int, str] = {}
+        # The terminal of the next unpinned sale, when the generator has chosen it
+        # already (during an incident, :mod:`.incidents`); the next :meth:`open` takes it.
+        self.next_terminal: Terminal | None = None
 
     # -- draws ---------------------------------------------------------------------------
 
@@ -177,7 +180,11 @@ class Builder:
         guarded terminal (see :func:`guard`) never repeats the ghost's card or amount.
         """
         if terminal is None:
-            terminal = self.fleet.pick_terminal(self.rng, t0)
+            terminal = self.next_terminal
+            if terminal is None:
+                terminal = self.fleet.pick_terminal(self.rng, t0)
+            else:
+                self.next_terminal = None
         pinned = card is not None
         if card is None:
             cards = self.fleet.cards

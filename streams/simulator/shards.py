@@ -8,6 +8,10 @@ spools its capture lines, one batch per arrival second, to a scratch file, and t
 parent interleaves the batches by second (shard order breaks ties) and ends the capture
 with the final watermarks. The truth is the shards' truths, in shard order.
 
+Fleet-level incidents are drawn from the run's seed and span, the same schedule in
+every shard; incident ``n`` is played by shard ``n mod shards`` on its own terminals
+(:mod:`streams.simulator.incidents`). Their truth lines are merged by incident number.
+
 The output depends on ``shards`` and the other arguments only — never on how many CPUs
 ran them — so a run stays byte-for-byte reproducible. Within one arrival second, lines of
 different shards are not interleaved by their microsecond: a capture carries the order,
@@ -24,9 +28,10 @@ import tempfile
 from collections import Counter
 from typing import BinaryIO, Final
 
-from models.truth import TruthRecord
+from models.truth import IncidentTruth, TruthRecord
 from streams.simulator.encode import watermark_line
 from streams.simulator.generator import Simulation, SimulationConfig, SimulationStats
+from streams.simulator.incidents import run_span_ms
 
 # Below this many transactions one process is as fast as splitting and merging.
 AUTO_SHARD_FROM: Final = 100_000
@@ -56,10 +61,19 @@ def shard_config(config: SimulationConfig, shard: int, shards: int) -> Simulatio
         final_watermarks=False,
         shard=shard,
         shards=shards,
+        run_seed=config.seed if config.run_seed is None else config.run_seed,
+        run_span_ms=(
+            run_span_ms(config.transactions, config.rate)
+            if config.run_span_ms is None
+            else config.run_span_ms
+        ),
     )
 
 
-def _run_shard(job: tuple[SimulationConfig, str]) -> tuple[SimulationStats, list[TruthRecord]]:
+_ShardResult = tuple[SimulationStats, list[TruthRecord], list[IncidentTruth]]
+
+
+def _run_shard(job: tuple[SimulationConfig, str]) -> _ShardResult:
     """Worker: simulate one shard into ``path`` as ``<second> <bytes>\\n<lines>`` records."""
     config, path = job
     simulation = Simulation(config)
@@ -68,7 +82,7 @@ def _run_shard(job: tuple[SimulationConfig, str]) -> tuple[SimulationStats, list
             text = "".join(line for _, _, line in batch).encode()
             out.write(b"%d %d\n" % (batch[0][0] // 1_000_000, len(text)))
             out.write(text)
-    return simulation.stats, simulation.truth
+    return simulation.stats, simulation.truth, simulation.incidents
 
 
 def _record(handle: BinaryIO) -> tuple[int, bytes] | None:
@@ -111,8 +125,9 @@ def _sum(stats: list[SimulationStats]) -> SimulationStats:
 
 def run_sharded(
     config: SimulationConfig, shards: int, out: BinaryIO, scratch: str | None = None
-) -> tuple[SimulationStats, list[TruthRecord]]:
-    """Simulate ``config`` as ``shards`` parallel parts written to ``out``.
+) -> _ShardResult:
+    """Simulate ``config`` as ``shards`` parallel parts written to ``out``; return the
+    summed stats, the truth records and the incidents' truth lines.
 
     The parts are spooled to files in ``scratch`` (next to the output, by the CLI: a
     million transactions take 1.6 GB) and merged when all are done. Measured: streaming
@@ -131,9 +146,13 @@ def run_sharded(
         _merge([path for _, path in jobs], out)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    stats = _sum([part_stats for part_stats, _ in results])
-    truth = [record for _, part_truth in results for record in part_truth]
+    stats = _sum([part_stats for part_stats, _, _ in results])
+    truth = [record for _, part_truth, _ in results for record in part_truth]
+    incidents = sorted(
+        (incident for _, _, part in results for incident in part),
+        key=lambda incident: int(incident.incident_id.rsplit("-", 1)[1]),
+    )
     if config.final_watermarks:
         out.write("".join(watermark_line(source) for source in ("terminal", "issuer")).encode())
         stats.lines += 2
-    return stats, truth
+    return stats, truth, incidents

@@ -6,11 +6,11 @@ the per-line cost to one bytes concatenation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import BinaryIO, Final
 
-from models.truth import TRUTH_ENCODER, TruthRecord
+from models.truth import TRUTH_ENCODER, IncidentTruth, TruthRecord
 from streams.simulator.encode import capture_line
 from streams.simulator.ordering import Arrival, Line
 
@@ -46,11 +46,17 @@ def write_lines(batches: Iterable[list[Line]], out: BinaryIO) -> int:
     return lines
 
 
-def write_truth(records: Iterable[TruthRecord], out: BinaryIO) -> int:
-    """Write one JSON object per truth record; return the count."""
+def write_truth(
+    records: Iterable[TruthRecord], out: BinaryIO, incidents: Sequence[IncidentTruth] = ()
+) -> int:
+    """Write one JSON object per truth record, then one per injected incident
+    (``models.truth.decode_truth_line`` tells them apart); return the line count."""
     count = 0
     encode = TRUTH_ENCODER.encode
     for record in records:
         out.write(encode(record) + b"\n")
+        count += 1
+    for incident in incidents:
+        out.write(encode(incident) + b"\n")
         count += 1
     return count

@@ -1,7 +1,8 @@
 """Small simulated runs for the simulator tests, cached so each is generated once.
 
-``run(...)`` returns the capture lines (bytes, framed, with their newline) and the
-truth records; arguments mirror the CLI (``sets`` are ``--set NAME=VALUE``).
+``run(...)`` returns the capture lines (bytes, framed, with their newline), the truth
+records and the injected incidents; arguments mirror the CLI (``sets`` are
+``--set NAME=VALUE``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from models.events import TransactionEvent, Watermark
-from models.truth import TRUTH_DECODER, TruthRecord
+from models.truth import IncidentTruth, TruthRecord, decode_truth_line
 from models.validation import Rejection, decode_event
 from streams.simulator import Simulation, SimulationConfig, SimulationStats, resolve
 from streams.simulator.timefmt import parse_instant_ms
@@ -46,8 +47,17 @@ class Run:
         return self.capture.splitlines(keepends=True)
 
     @functools.cached_property
+    def truth_lines(self) -> list[TruthRecord | IncidentTruth]:
+        return [decode_truth_line(line) for line in self.truth_bytes.splitlines()]
+
+    @functools.cached_property
     def truth(self) -> list[TruthRecord]:
-        return [TRUTH_DECODER.decode(line) for line in self.truth_bytes.splitlines()]
+        """The expected transaction alerts (the incidents' lines left out)."""
+        return [record for record in self.truth_lines if isinstance(record, TruthRecord)]
+
+    @functools.cached_property
+    def incidents(self) -> list[IncidentTruth]:
+        return [record for record in self.truth_lines if isinstance(record, IncidentTruth)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,7 +90,7 @@ def run(
     capture = io.BytesIO()
     truth = io.BytesIO()
     write_lines(simulation.lines(), capture)
-    write_truth(simulation.truth, truth)
+    write_truth(simulation.truth, truth, simulation.incidents)
     return Run(capture.getvalue(), truth.getvalue(), simulation.stats)
 
 

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from models.truth import TRUTH_DECODER
+from models.truth import IncidentTruth, TruthRecord, decode_truth_line
 from streams.simulator.cli_args import add_arguments, run_simulate
 
 
@@ -17,11 +17,27 @@ def test_writes_capture_truth_and_a_summary(tmp_path, capsys):
     )
     assert code == 0
     assert capture.read_bytes().count(b"\n") > 12_000
-    records = [TRUTH_DECODER.decode(line) for line in truth.read_bytes().splitlines()]
+    lines = [decode_truth_line(line) for line in truth.read_bytes().splitlines()]
+    records = [line for line in lines if isinstance(line, TruthRecord)]
     assert len(records) > 500
+    assert all(isinstance(line, TruthRecord | IncidentTruth) for line in lines)
     summary = capsys.readouterr().err
     for text in ("3000 transactions", "events", "scenarios:", "expected alerts", " s "):
         assert text in summary
+    assert "incidents (" in summary
+
+
+def test_the_truth_has_a_line_per_incident_and_the_summary_counts_them(tmp_path, capsys):
+    capture, truth = tmp_path / "c.jsonl", tmp_path / "t.jsonl"
+    argv = ["-o", str(capture), "--truth", str(truth), "--transactions", "3000", "--rate", "2"]
+    assert run_simulate([*argv, "--profile", "storm", "--set", "incidents_per_day=300"]) == 0
+    lines = [decode_truth_line(line) for line in truth.read_bytes().splitlines()]
+    incidents = [line for line in lines if isinstance(line, IncidentTruth)]
+    assert len(incidents) >= 3
+    summary = capsys.readouterr().err
+    assert f"incidents ({len(incidents)}): " in summary
+    for name in {incident.incident for incident in incidents}:
+        assert f"{name} {sum(i.incident == name for i in incidents)}" in summary
 
 
 def test_defaults():

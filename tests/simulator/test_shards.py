@@ -14,7 +14,7 @@ CONFIG = SimulationConfig(transactions=3_000, seed=5, merchants=7, terminals=30,
 
 def run(shards: int) -> tuple[bytes, list[str]]:
     out = io.BytesIO()
-    _, truth = run_sharded(CONFIG, shards, out)
+    _, truth, _ = run_sharded(CONFIG, shards, out)
     return out.getvalue(), [record.alert_id for record in truth]
 
 
