@@ -1,0 +1,1 @@
+"""Data for the models: synthetic feature rows for the incident model's bench and tests."""
