@@ -29,15 +29,35 @@ cause                             evidence
                                   (≤10 %: a surcharge or fee rule), or another currency
 ================================  =========================================================
 
-Score (in [0, 1], higher = more urgent, monotone in each input)::
+Score (in [0, 1], higher = more urgent)::
 
-    score = base(kind) + 0.30 * amount_weight + (0.20 if the cardholder paid again)
-    amount_weight = min(1, log10(1 + harm in major units) / 4)   # 10,000 units saturate
+    score = min(1, base(kind)                  # customer harm above merchant harm
+                   + 0.30 * amount             # money at risk
+                   + 0.20 * paid_again         # the cardholder paid a second time
+                   + 0.15 * age                # share of the time to the deadline used up
+                   + 0.10 * deadline_passed    # escalation past the regulatory deadline
+                   + 0.15 * incident)          # the terminal's incident score
+    past the deadline: score = max(score, 0.60)   # so severity is at least "high"
+    rounded to 3 decimals
+
+    base:     reversal_not_applied 0.55, unmatched_debit 0.50, duplicate_debit 0.50,
+              amount_mismatch 0.35, terminal_approved_no_debit 0.30
+    amount  = min(1, log10(1 + harm in major units) / 4)   # 10,000 units saturate
+    age     = clamp((now - transmitted_at) / (deadline - transmitted_at), 0, 1)
+              (0 when there is no deadline or no ``now``)
+    deadline_passed = 1 when now >= deadline (models/deadlines.py), else 0
+    incident = the caller's incident score of the terminal, clamped to [0, 1], 0 if unknown
+
+Every term is a non-decreasing function of its input and ``min``, ``max`` and rounding
+to nearest keep that, so the score is monotone non-decreasing in the money at risk,
+paid-again, ``now`` (age), and the incident score. Without a deadline, ``now`` or an
+incident score the last three terms are 0 and the score is the first scorer's.
 
 ``harm`` is the money at risk for the cardholder kinds and the unpaid sale amount for
 ``terminal_approved_no_debit`` (the merchant's loss). Severity bands: ``critical`` ≥ 0.8,
-``high`` ≥ 0.6, ``medium`` ≥ 0.4, else ``low``. Amounts are not converted between
-currencies: a first scorer, documented as such in docs/alerts.md.
+``high`` ≥ 0.6, ``medium`` ≥ 0.4, else ``low``; an alert past its deadline is at least
+``high`` by the floor above. Amounts are not converted between currencies (documented in
+docs/alerts.md).
 """
 
 from __future__ import annotations
@@ -48,6 +68,13 @@ from typing import Final, NamedTuple
 from models import currencies
 from models.alerts import Cause, Kind, Severity
 from models.config import DetectionConfig
+from models.deadlines import (
+    DAY_US,
+    DeadlinePolicy,
+    compensation_minor,
+    days_overdue,
+    overdue_sentence,
+)
 from models.events import STEP_OUTCOME, Step
 from models.instants import MICROS, format_micros
 from models.transaction import FOLLOWUP_OTHER_CARD, FOLLOWUP_SAME_CARD
@@ -62,6 +89,12 @@ _BASE: Final = {
 }
 _CUSTOMER_HARM: Final = frozenset({Kind.UNMATCHED_DEBIT, Kind.REVERSAL_NOT_APPLIED})
 _SURCHARGE_LIMIT: Final = 0.10
+AMOUNT_WEIGHT: Final = 0.30
+PAID_AGAIN_WEIGHT: Final = 0.20
+AGE_WEIGHT: Final = 0.15
+DEADLINE_PASSED_WEIGHT: Final = 0.10
+INCIDENT_WEIGHT: Final = 0.15
+DEADLINE_PASSED_FLOOR: Final = 0.60  # the "high" band
 
 
 class Score(NamedTuple):
@@ -71,6 +104,12 @@ class Score(NamedTuple):
     severity: Severity
     explanation: str
     paid_again: bool
+    # Regulatory deadline (models/deadlines.py); the defaults mean "no deadline".
+    deadline_us: int | None = None
+    deadline_passed: bool = False
+    days_overdue: int = 0
+    compensation_minor: int = 0
+    compensation_currency: str | None = None
 
 
 def _alpha(numeric: int | None) -> str:
@@ -214,17 +253,83 @@ def severity_of(score: float) -> Severity:
     return Severity.LOW
 
 
-def _score(kind: Kind, harm: int, currency: int | None, paid_again: bool) -> float:
-    major = max(0.0, _major_units(harm, currency))
-    weight = min(1.0, math.log10(1.0 + major) / 4.0)
-    value = _BASE[kind] + 0.30 * weight + (0.20 if paid_again else 0.0)
-    return round(min(1.0, value), 3)
+def amount_weight(harm_minor: int, currency: int | None) -> float:
+    """``min(1, log10(1 + harm in major units) / 4)``: 10,000 major units saturate."""
+    major = max(0.0, _major_units(harm_minor, currency))
+    return min(1.0, math.log10(1.0 + major) / 4.0)
+
+
+def age_fraction(transmitted_us: int, deadline: int | None, now_us: int | None) -> float:
+    """Share of the time from the transaction to its deadline used up at ``now_us``, in
+    [0, 1]; 0 without a deadline or a ``now``."""
+    if deadline is None or now_us is None:
+        return 0.0
+    span = deadline - transmitted_us
+    if span <= 0:
+        return 1.0 if now_us >= deadline else 0.0
+    return min(1.0, max(0.0, (now_us - transmitted_us) / span))
+
+
+def _unit(value: float) -> float:
+    """Clamp to [0, 1]; NaN counts as 0 (unknown)."""
+    if math.isnan(value):
+        return 0.0
+    return min(1.0, max(0.0, value))
+
+
+def urgency(
+    kind: Kind,
+    amount: float,
+    *,
+    paid_again: bool = False,
+    age: float = 0.0,
+    deadline_passed: bool = False,
+    incident_score: float = 0.0,
+) -> float:
+    """The score formula of the module docstring, from its inputs (each clamped to [0, 1])."""
+    value = (
+        _BASE[kind]
+        + AMOUNT_WEIGHT * _unit(amount)
+        + (PAID_AGAIN_WEIGHT if paid_again else 0.0)
+        + AGE_WEIGHT * _unit(age)
+        + (DEADLINE_PASSED_WEIGHT if deadline_passed else 0.0)
+        + INCIDENT_WEIGHT * _unit(incident_score)
+    )
+    value = min(1.0, value)
+    if deadline_passed:
+        value = max(value, DEADLINE_PASSED_FLOOR)
+    return round(value, 3)
 
 
 def score(
-    kind: Kind, facts: Facts, followup: int, transmitted_us: int, config: DetectionConfig
+    kind: Kind,
+    facts: Facts,
+    followup: int,
+    transmitted_us: int,
+    config: DetectionConfig,
+    *,
+    now_us: int | None = None,
+    deadline: int | None = None,
+    incident_score: float = 0.0,
+    policy: DeadlinePolicy | None = None,
 ) -> Score:
-    """Everything the scorer adds to a transaction alert."""
+    """Everything the scorer adds to a transaction alert.
+
+    ``now_us``: the stream time the alert is scored at (its age is measured to it);
+    ``deadline`` and ``policy``: the alert's regulatory deadline and the policy that set
+    it, as :meth:`models.deadlines.DeadlineConfig.due` returns them (None: no
+    deadline); ``incident_score``: the incident score of the alert's terminal in [0, 1],
+    0 when unknown. Past the deadline (``now_us >= deadline``) the score is escalated,
+    ``compensation_minor`` is what the policy says has accrued by ``now_us`` and the
+    explanation ends with a sentence saying so. Without these keywords the result is
+    the first scorer's.
+
+    Wiring (docs/alerts.md, "What is published when a deadline passes"): when an alert
+    fires at window close, ``now_us`` is the window's close; when a deadline passes,
+    ``now_us = deadline``, so the compensation is the one accrued at that moment, not
+    inflated by a stream time that jumped ahead (a far-future watermark, the end of a
+    capture at ``FOREVER``; the functions accept such values without failing).
+    """
     cause = probable_cause(kind, facts, followup, transmitted_us, config)
     risk = at_risk(kind, facts)
     paid_again = kind in _CUSTOMER_HARM and followup in (
@@ -236,9 +341,41 @@ def score(
     else:
         issuer = facts.issuer_amount
         harm, currency = risk, (issuer[1] if issuer else facts.tally.terminal_currency)
-    value = _score(kind, harm, currency, paid_again)
+    passed = deadline is not None and now_us is not None and now_us >= deadline
+    value = urgency(
+        kind,
+        amount_weight(harm, currency),
+        paid_again=paid_again,
+        age=age_fraction(transmitted_us, deadline, now_us),
+        deadline_passed=passed,
+        incident_score=incident_score,
+    )
     text = explain(kind, cause, facts, paid_again, followup, risk)
-    return Score(cause, risk, value, severity_of(value), text, paid_again)
+    if deadline is None:
+        return Score(cause, risk, value, severity_of(value), text, paid_again)
+    owed, overdue, owed_currency = 0, 0, None
+    if policy is not None:
+        overdue = days_overdue(policy, deadline, now_us)
+        owed = compensation_minor(policy, deadline, now_us)
+        owed_currency = policy.compensation_currency
+    if passed:
+        assert now_us is not None  # for mypy: passed implies it
+        text += " " + overdue_sentence(policy, deadline, now_us)
+        if policy is None:  # no time zone to count calendar days in: 24-hour days
+            overdue = (now_us - deadline) // DAY_US + 1
+    return Score(
+        cause,
+        risk,
+        value,
+        severity_of(value),
+        text,
+        paid_again,
+        deadline_us=deadline,
+        deadline_passed=passed,
+        days_overdue=overdue,
+        compensation_minor=owed,
+        compensation_currency=owed_currency,
+    )
 
 
 def _taken(facts: Facts) -> str:
