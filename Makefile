@@ -5,6 +5,7 @@
 #                and Maven for the broker; options: make demo DEMO_ARGS="--duration-seconds 120")
 #   make demo-offline  simulate traffic, replay it through the detector offline, evaluate
 #   make test    lint, type-check and run the whole test suite (README, second command; CI)
+#   make model   train the default incident model on simulated normal traffic
 #   make bench   throughput and memory benchmarks (writes bench/results/*.json)
 #   make bench-stream  stream workers on a local Kafka broker: throughput, alert latency,
 #                recovery of 1M open transactions (~1 h; writes bench/results/*.json)
@@ -22,7 +23,17 @@ DEMO_ARGS ?=
 DEMO_TRANSACTIONS ?= 100000
 DEMO_SEED ?= 7
 
-.PHONY: install system kafka-jars demo demo-offline test lint typecheck unit bench bench-stream profile clean
+# The incident model the workers and replays load by default (docs/incidents.md): trained
+# on simulated everyday history (the default profile: ~3 % single-sale anomalies, no
+# incidents), deterministic by seed; rebuilt when its code changes. Not committed: a
+# model is data built from code.
+MODEL       := models/data/incident-model.skops
+MODEL_CODE  := models/incidents.py models/incident_features.py models/incident_model.py \
+               streams/train.py streams/simulator/profiles.py
+MODEL_TRANSACTIONS ?= 200000
+MODEL_SEED  ?= 101
+
+.PHONY: install system kafka-jars model demo demo-offline test lint typecheck unit bench bench-stream profile clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" && command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -37,10 +48,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: install kafka-jars
+$(MODEL): $(STAMP) $(MODEL_CODE)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BIN)/debitwatch simulate --profile default --transactions $(MODEL_TRANSACTIONS) \
+	  --seed $(MODEL_SEED) -o "$$tmp/history.jsonl" --truth "$$tmp/truth.jsonl" && \
+	$(BIN)/debitwatch train --from "$$tmp/history.jsonl" -o $@
+
+model: $(MODEL)
+
+demo: install kafka-jars model
 	$(BIN)/debitwatch demo $(DEMO_ARGS)
 
-demo-offline: install
+demo-offline: install model
 	@mkdir -p $(OUT)
 	$(BIN)/debitwatch simulate --transactions $(DEMO_TRANSACTIONS) --profile default \
 	  --seed $(DEMO_SEED) -o $(OUT)/capture.jsonl --truth $(OUT)/truth.jsonl
@@ -70,16 +89,16 @@ system:
 kafka-jars: install system
 	$(BIN)/python -c "from streams.kafka_local import ensure_jars; print(ensure_jars())"
 
-unit: install kafka-jars
+unit: install kafka-jars model
 	$(BIN)/pytest
 
 test: lint typecheck unit
 
-bench: install
+bench: install model
 	$(BIN)/python bench/replay_throughput.py
 	$(BIN)/python bench/open_state_memory.py
 
-bench-stream: install
+bench-stream: install model
 	$(BIN)/python bench/stream_throughput.py --pyinstrument bench/data/stream_worker_profile.txt
 	$(BIN)/python bench/alert_latency.py
 	$(BIN)/python bench/recovery.py
@@ -88,4 +107,4 @@ profile: install
 	$(BIN)/python bench/stage_instructions.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OUT) $(MODEL) .pytest_cache .mypy_cache .ruff_cache

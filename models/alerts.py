@@ -83,6 +83,14 @@ def alert_id(terminal_id: str, stan: str, transmitted_second: int, kind: str) ->
     return f"{_ID_PREFIX[Kind(kind)]}-{digest}"
 
 
+class IncidentFeature(msgspec.Struct):
+    """One of the features that made a terminal look abnormal, next to its usual value."""
+
+    name: str
+    value: float
+    usual: float
+
+
 class Alert(msgspec.Struct, kw_only=True, omit_defaults=False):
     """One published alert state (CONTRACT §2). Field order is the JSON order."""
 
@@ -112,3 +120,12 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=False):
     net_position_minor: int | None = None
     paid_again: bool = False
     window_closed_at: str | None = None
+    # Regulatory deadline (models/deadlines.py): set on the kinds its policy covers.
+    deadline: str | None = None
+    deadline_passed: bool = False
+    compensation_minor: int = 0
+    compensation_currency: str | None = None
+    # terminal_incident only: what it covers ("terminal"/"merchant") and why it fired.
+    scope: str | None = None
+    terminals: list[str] | None = None  # a merchant incident's terminals (at most 50)
+    incident_features: list[IncidentFeature] | None = None

@@ -16,12 +16,15 @@ The probable cause is scored on true positives: accuracy and a confusion table
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections import Counter
 from collections.abc import Iterable
+from typing import Final
 
-from models.alerts import TRANSACTION_KINDS, Alert
+from models.alerts import TRANSACTION_KINDS, Alert, Kind, Status
 from models.final_states import FinalStates
-from models.truth import TruthRecord
+from models.instants import MICROS, micros_of
+from models.truth import IncidentTruth, TruthRecord
 
 
 @dataclasses.dataclass
@@ -103,4 +106,81 @@ def evaluate(truth: Iterable[TruthRecord], alerts: Iterable[Alert]) -> Evaluatio
         paid_again,
         sorted(false_positives),
         sorted(false_negatives),
+    )
+
+
+# ------------------------------------------------------------------ incidents
+
+# An incident keeps showing in the scored window for lag + window after it ends
+# (models/incidents.py: 60 s + 180 s by default); a detection that late still names it.
+INCIDENT_TAIL_S: Final = 300
+
+
+@dataclasses.dataclass
+class IncidentScore:
+    """How the ``terminal_incident`` alerts compare with the injected incidents.
+
+    An incident is *detected* when a ``terminal_incident`` alert fired for one of its
+    terminals (a terminal incident's ``terminal_id``, a merchant incident's
+    ``terminals``) between its start and ``INCIDENT_TAIL_S`` after its end; the delay is
+    that first detection's ``detected_at`` minus the start (event time). An incident
+    alert that matches no injected incident is a false incident.
+    """
+
+    injected: int
+    detected: int
+    delays_s: list[float]
+    false_alerts: list[str]
+    alerts_per_incident: dict[str, int]
+    by_type: dict[str, tuple[int, int]]  # incident type -> (injected, detected)
+
+    @property
+    def detection_rate(self) -> float:
+        return self.detected / self.injected if self.injected else 1.0
+
+    @property
+    def median_delay_s(self) -> float | None:
+        return statistics.median(self.delays_s) if self.delays_s else None
+
+
+def evaluate_incidents(
+    incidents: Iterable[IncidentTruth], alerts: Iterable[Alert]
+) -> IncidentScore:
+    """Match every fired incident alert with the injected incidents (see IncidentScore)."""
+    fired: dict[str, tuple[set[str], int]] = {}  # alert_id -> (terminals, detected)
+    for alert in alerts:
+        if alert.kind is not Kind.TERMINAL_INCIDENT or alert.status is not Status.FIRING:
+            continue
+        terminals = set(alert.terminals or ())
+        if alert.terminal_id is not None:
+            terminals.add(alert.terminal_id)
+        if alert.alert_id not in fired and terminals:
+            fired[alert.alert_id] = (terminals, micros_of(alert.detected_at))
+    truth = list(incidents)
+    matched: set[str] = set()
+    delays: list[float] = []
+    per_incident: dict[str, int] = {}
+    by_type: dict[str, tuple[int, int]] = {}
+    for incident in truth:
+        start = micros_of(incident.start)
+        end = micros_of(incident.end) + INCIDENT_TAIL_S * MICROS
+        terminals = set(incident.terminal_ids)
+        hits = sorted(
+            (detected, alert_id)
+            for alert_id, (covered, detected) in fired.items()
+            if covered & terminals and start <= detected <= end
+        )
+        matched.update(alert_id for _, alert_id in hits)
+        per_incident[incident.incident_id] = len(hits)
+        injected, detected = by_type.get(incident.incident, (0, 0))
+        by_type[incident.incident] = (injected + 1, detected + (1 if hits else 0))
+        if hits:
+            delays.append((hits[0][0] - start) / MICROS)
+    return IncidentScore(
+        injected=len(truth),
+        detected=sum(1 for n in per_incident.values() if n),
+        delays_s=delays,
+        false_alerts=sorted(set(fired) - matched),
+        alerts_per_incident=per_incident,
+        by_type=by_type,
     )

@@ -49,3 +49,15 @@ def format_micros(micros: int) -> str:
 def format_second(second: int) -> str:
     """The transaction key's second as ``YYYY-MM-DDTHH:MM:SSZ``."""
     return format_micros(second * MICROS)
+
+
+def micros_of(text: str) -> int:
+    """Microseconds since the epoch of an RFC 3339 string (``Z`` or an offset).
+
+    >>> micros_of("2026-11-27T09:15:02Z"), micros_of("2026-11-27T17:15:02+08:00")
+    (1795770902000000, 1795770902000000)
+    """
+    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if instant.tzinfo is None:
+        raise ValueError(f"not an instant (no offset): {text!r}")
+    return to_micros(instant)

@@ -35,6 +35,7 @@ from typing import Final
 from models import currencies
 from models.alerts import TRANSACTION_KINDS, Alert, Kind, Status, alert_id
 from models.config import DetectionConfig
+from models.deadlines import DeadlineConfig, DeadlinePolicy
 from models.events import (
     STEP_OUTCOME,
     InputEvent,
@@ -42,6 +43,7 @@ from models.events import (
     TransactionEvent,
     Watermark,
 )
+from models.incidents import IncidentTracker
 from models.instants import MICROS, format_micros, format_second, to_micros
 from models.scorer import score
 from models.stream_time import FOREVER, DueQueue, Progress
@@ -53,6 +55,7 @@ from models.transaction import (
     FOLLOWUP_UNKNOWN,
     ISSUER_TAG,
     MAX_EVENTS,
+    OVERDUE,
     RESOLVED,
     TERMINAL_TAG,
     Txn,
@@ -116,8 +119,13 @@ class Reconciler:
         store: MutableMapping[str, Txn] | None = None,
         progress: Progress | None = None,
         touched: set[str] | None = None,
+        incidents: IncidentTracker | None = None,
+        deadlines: DeadlineConfig | None = None,
     ) -> None:
         self.config = config or DetectionConfig()
+        # Regulatory deadlines per region (RBI's T+5 for INR by default): a firing alert
+        # still firing when stream time passes its deadline is published again, escalated.
+        self.deadlines = deadlines or DeadlineConfig()
         self.store: MutableMapping[str, Txn] = {} if store is None else store
         self.progress = progress or Progress()
         self.outbox: list[Alert] = []
@@ -127,11 +135,15 @@ class Reconciler:
         # record: the replay needs none.
         self.touched: set[str] | None = touched
         self.stats = Stats()
+        # Fleet-level incidents (models/incidents.py); None: not scored.
+        self.incidents = incidents
         self._window_us = round((self.config.match_window + self.config.grace) * MICROS)
         self._retention_us = round(self.config.retention * MICROS)
         self._followup_us = round(self.config.paid_again_window * MICROS)
         self._closing = DueQueue()
         self._expiring = DueQueue()
+        # Entries "<key>\0<kind>": firing alerts waiting for their deadline.
+        self._overdue = DueQueue()
         # terminal_id -> keys of its recent transactions, for the "paid again" lookup.
         self._recent: dict[str, list[str]] = {}
         self._recent_horizon_s = (self._window_us + self._followup_us) // MICROS
@@ -147,9 +159,14 @@ class Reconciler:
     def next_due(self) -> int | None:
         """The earliest stream time at which a window closes or a state expires (None:
         nothing scheduled). Stream time must pass it for anything to happen."""
-        dues = [
-            due for due in (self._closing.earliest(), self._expiring.earliest()) if due is not None
+        candidates = [
+            self._closing.earliest(),
+            self._expiring.earliest(),
+            self._overdue.earliest(),
         ]
+        if self.incidents is not None:
+            candidates.append(self.incidents.next_due())
+        dues = [due for due in candidates if due is not None]
         return min(dues) if dues else None
 
     @property
@@ -208,12 +225,24 @@ class Reconciler:
             stats.too_many += 1
             self._advance(source, occurred)
             return _TOO_MANY
-        if source == "terminal" and not txn.from_terminal:
+        first_terminal = source == "terminal" and not txn.from_terminal
+        if first_terminal:
             txn.merchant_id = sys.intern(event.merchant_id)
             txn.card_token = event.card_token
             txn.from_terminal = True
+        step = event.step()
+        if self.incidents is not None:
+            self.incidents.observe(
+                event.terminal_id,
+                txn.merchant_id,
+                second,
+                step,
+                occurred,
+                txn.records,
+                first_terminal,
+            )
         txn.append(
-            event.step(),
+            step,
             occurred,
             event.amount_minor,
             _NUMERIC[event.currency],
@@ -241,8 +270,10 @@ class Reconciler:
         self._advance("issuer", FOREVER)
 
     def take_alerts(self) -> list[Alert]:
-        """Hand over the alerts published since the last call."""
+        """Hand over the alerts published since the last call (incidents included)."""
         out, self.outbox = self.outbox, []
+        if self.incidents is not None and self.incidents.outbox:
+            out.extend(self.incidents.take_alerts())
         return out
 
     # ------------------------------------------------------------- internals
@@ -265,7 +296,10 @@ class Reconciler:
                 return
             progress.issuer = at
         if before < other:
-            self._close_passed(at if at < other else other)
+            now = at if at < other else other
+            self._close_passed(now)
+            if self.incidents is not None:
+                self.incidents.advance(now)
 
     def _close_passed(self, now: int) -> None:
         closing, expiring = self._closing, self._expiring
@@ -278,6 +312,14 @@ class Reconciler:
                 self.stats.windows_closed += 1
                 self._judge(txn, due, now)
                 expiring.add(due + self._retention_us, key)
+        # The end of a capture (FOREVER) closes windows but passes no deadline: the
+        # input ended, no time went by (docs/alerts.md).
+        if now != FOREVER and self._overdue.next_due_before(now):
+            for due, entry in self._overdue.pop_passed(now):
+                key, kind = entry.split("\0")
+                txn = self.store.get(key)
+                if txn is not None and txn.alert_status(kind) == FIRING:
+                    self._escalate(txn, Kind(kind), due)
         if expiring.next_due_before(now):
             store = self.store
             for _due, key in expiring.pop_passed(now):
@@ -356,7 +398,7 @@ class Reconciler:
         facts: Facts | None = None
         for kind, holds_now in zip(TRANSACTION_KINDS, holds, strict=True):
             status = txn.alert_status(kind)
-            if holds_now == (status == FIRING):
+            if holds_now == (status in (FIRING, OVERDUE)):
                 continue
             if facts is None:
                 facts = fold(txn)
@@ -367,6 +409,7 @@ class Reconciler:
                     txn.alerts = {}
                 txn.alerts[kind] = (FIRING, detected_us)
                 self._publish(txn, kind, facts, Status.FIRING, close_at, detected_us)
+                self._schedule_deadline(txn, kind, now)
             else:
                 assert txn.alerts is not None
                 first_detected = txn.alerts[kind][1]
@@ -390,14 +433,34 @@ class Reconciler:
         close_at: int,
         detected_us: int,
         resolved_us: int | None = None,
+        overdue_at: int | None = None,
     ) -> None:
+        """Publish one alert state; ``overdue_at``: the escalation at the deadline."""
         terminal_id, stan, second = split_key(txn.key)
         followup = txn.followup if txn.followup != FOLLOWUP_UNKNOWN else FOLLOWUP_NONE
-        scored = score(kind, facts, followup, second * MICROS, self.config)
         issuer = facts.issuer_amount
         currency = facts.tally.terminal_currency
         if currency is None and issuer is not None:
             currency = issuer[1]
+        policy, deadline = self._deadline(kind, currency, second)
+        # Scored at the window close (a verdict made later, at a far-future watermark,
+        # is not older for it), or at the deadline when escalating.
+        scored_at = overdue_at if overdue_at is not None else min(detected_us, close_at)
+        scored = score(
+            kind,
+            facts,
+            followup,
+            second * MICROS,
+            self.config,
+            now_us=scored_at,
+            deadline=deadline,
+            policy=policy,
+            incident_score=(
+                self.incidents.score_of(terminal_id, txn.merchant_id)
+                if self.incidents is not None
+                else 0.0
+            ),
+        )
         counter = self.stats.fired if status is Status.FIRING else self.stats.resolved
         counter[kind] = counter.get(kind, 0) + 1
         self.outbox.append(
@@ -427,7 +490,42 @@ class Reconciler:
                 net_position_minor=facts.tally.net,
                 paid_again=scored.paid_again,
                 window_closed_at=format_micros(close_at),
+                deadline=None if deadline is None else format_micros(deadline),
+                deadline_passed=scored.deadline_passed,
+                compensation_minor=scored.compensation_minor,
+                compensation_currency=scored.compensation_currency,
             )
+        )
+
+    def _deadline(
+        self, kind: Kind, currency: int | None, second: int
+    ) -> tuple[DeadlinePolicy, int | None]:
+        return self.deadlines.due(kind, currencies.alpha_of(currency), second * MICROS)
+
+    def _schedule_deadline(self, txn: Txn, kind: Kind, now: int) -> None:
+        """Watch a newly firing alert's deadline (if its policy sets one)."""
+        facts_currency = _alert_currency(txn)
+        _terminal, _stan, second = split_key(txn.key)
+        _policy, deadline = self._deadline(kind, facts_currency, second)
+        if deadline is None:
+            return
+        if deadline < now and now != FOREVER:
+            self._escalate(txn, kind, deadline)
+        else:
+            self._overdue.add(deadline, f"{txn.key}\0{kind}")
+
+    def _escalate(self, txn: Txn, kind: Kind, deadline: int) -> None:
+        """The deadline passed with the alert still firing: publish it again, escalated
+        (same alert_id, status firing, ``deadline_passed``), once."""
+        assert txn.alerts is not None
+        detected_us = txn.alerts[kind][1]
+        txn.alerts[kind] = (OVERDUE, detected_us)
+        if self.touched is not None:
+            self.touched.add(txn.key)
+        _terminal, _stan, second = split_key(txn.key)
+        close_at = second * MICROS + self._window_us
+        self._publish(
+            txn, kind, fold(txn), Status.FIRING, close_at, detected_us, overdue_at=deadline
         )
 
     def _rebuild_schedules(self) -> None:
@@ -450,9 +548,22 @@ class Reconciler:
                     self._judge(txn, close_at, now)
                 self._expiring.add(close_at + self._retention_us, key)
             by_time.append((second, terminal_id, key))
+            txn = self.store[key]
+            for kind, (status, _detected) in (txn.alerts or {}).items():
+                if status == FIRING:
+                    self._schedule_deadline(txn, Kind(kind), now)
         by_time.sort()
         for second, terminal_id, key in by_time:
             self._remember(terminal_id, key, second)
+
+
+def _alert_currency(txn: Txn) -> int | None:
+    """The alert's currency as :meth:`Reconciler._publish` picks it (terminal's first)."""
+    facts = fold(txn)
+    if facts.tally.terminal_currency is not None:
+        return facts.tally.terminal_currency
+    issuer = facts.issuer_amount
+    return issuer[1] if issuer else None
 
 
 def _outcome_word(facts: Facts) -> str | None:

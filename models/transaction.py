@@ -42,9 +42,11 @@ ISSUER_TAG: Final = "i"
 # cannot make a worker quadratic.
 MAX_EVENTS: Final = 1_000
 
-# Alert lifecycle per kind, persisted: (status, detected_at_us).
+# Alert lifecycle per kind, persisted: (status, detected_at_us). OVERDUE is FIRING after
+# its regulatory deadline passed and the escalated alert was published (models/deadlines.py).
 FIRING: Final = 1
 RESOLVED: Final = 2
+OVERDUE: Final = 3
 
 # Follow-up sale at the same terminal (for "paid again"), looked up once at the verdict.
 FOLLOWUP_UNKNOWN: Final = -1
@@ -127,7 +129,7 @@ class Txn:
         self.ids += tag + event_id + ID_SEPARATOR
 
     def alert_status(self, kind: str) -> int:
-        """0 (never fired), FIRING or RESOLVED."""
+        """0 (never fired), FIRING, RESOLVED or OVERDUE (still firing)."""
         if self.alerts is None:
             return 0
         state = self.alerts.get(kind)
@@ -190,6 +192,15 @@ class Txn:
         txn.judged = judged
         return txn
 
+    @staticmethod
+    def merchant_of(blob: bytes) -> str:
+        """The ``merchant_id`` of a :meth:`to_bytes` blob, without decoding the rest: the
+        stream workers place each stored state in its merchant's join partition."""
+        try:
+            return _MERCHANT_ONLY.decode(blob)[2]
+        except msgspec.DecodeError as error:
+            raise ValueError(f"not a transaction state: {error}") from error
+
     def __repr__(self) -> str:
         return f"Txn({self.key!r}, events={self.event_count}, alerts={self.alerts})"
 
@@ -207,5 +218,19 @@ _DECODER: Final = msgspec.msgpack.Decoder(
         int,
         bool,
         bool,
+    ]
+)
+_MERCHANT_ONLY: Final = msgspec.msgpack.Decoder(
+    tuple[
+        int,
+        str,
+        str,
+        msgspec.Raw,
+        msgspec.Raw,
+        msgspec.Raw,
+        msgspec.Raw,
+        msgspec.Raw,
+        msgspec.Raw,
+        msgspec.Raw,
     ]
 )

@@ -64,7 +64,9 @@ def alert_line(alert: dict[str, Any]) -> str:
         f"{_text(status, 9, _STATUS_STYLE.get(status, ''))}"
         f"{_text(severity, 9, _SEVERITY_STYLE.get(severity, ''))}"
         f"{_text(alert.get('kind'), 27)}"
-        f"{_text(alert.get('terminal_id'), 17)}{_text(alert.get('stan'), 7)}"
+        # A merchant incident has no terminal: its merchant stands in that column.
+        f"{_text(alert.get('terminal_id') or alert.get('merchant_id'), 17)}"
+        f"{_text(alert.get('stan'), 7)}"
         f"{_text(_money(amount, currency).rjust(16))}  "
         f"at risk {_text(_money(alert.get('at_risk_minor'), currency), 16)}  "
         f"{_text(alert.get('probable_cause'))}"

@@ -26,10 +26,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from models.config import ConfigError, DetectionConfig, load_config
-from models.evaluation import evaluate
+from models.deadlines import DeadlineConfig, load_deadline_config
+from models.evaluation import evaluate, evaluate_incidents
 from models.final_states import ALERT_DECODER
-from models.truth import TRUTH_DECODER
-from streams import report
+from models.incident_model import LoadedModel, ModelError
+from models.incident_scoring import load_scorer
+from models.truth import IncidentTruth, TruthRecord, decode_truth_line
+from streams import incident_report, report, train_cli
 from streams.kafka_cli import add_kafka_parser
 from streams.kafka_tools_cli import add_parsers as add_kafka_tools
 from streams.replay import replay
@@ -72,6 +75,15 @@ def _readable(paths: Sequence[Path]) -> None:
     for path in paths:
         if not path.is_file():
             raise CliError(f"cannot read {path}: no such file", EXIT_IO)
+
+
+def _deadlines(path: Path | None) -> DeadlineConfig:
+    if path is None:
+        return DeadlineConfig()
+    try:
+        return load_deadline_config(path)
+    except ConfigError as error:
+        raise CliError(str(error), EXIT_CONFIG) from error
 
 
 def _config(path: Path | None) -> DetectionConfig:
@@ -117,6 +129,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             dlq_out=dlq_out,
             config=config,
             on_progress=advance if bar else None,
+            incidents=_incident_scorer(args.incident_model),
+            deadlines=_deadlines(args.config),
         )
     if not args.quiet:
         report.replay_summary(summary, err)
@@ -155,7 +169,10 @@ def stream_settings(config: Path | None) -> Settings:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.run import run_worker  # noqa: PLC0415 (Faust loads slowly)
 
-    run_worker(stream_settings(args.config), web_port=args.web_port, loglevel=args.loglevel)
+    try:
+        run_worker(stream_settings(args.config), web_port=args.web_port, loglevel=args.loglevel)
+    except ModelError as error:  # checked when the app is built, before Kafka is touched
+        raise CliError(str(error), EXIT_CONFIG) from error
     return EXIT_OK
 
 
@@ -163,6 +180,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo  # noqa: PLC0415 (loads the Kafka clients)
 
     return run_demo(args)
+
+
+def _incident_scorer(spec: str) -> LoadedModel | None:
+    try:
+        return load_scorer(spec)
+    except ModelError as error:
+        raise CliError(str(error), EXIT_CONFIG) from error
 
 
 def _read_lines(path: Path) -> Iterator[bytes]:
@@ -176,13 +200,18 @@ def _read_lines(path: Path) -> Iterator[bytes]:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     _readable([args.truth, args.alerts])
     try:
-        truth = [TRUTH_DECODER.decode(line) for line in _read_lines(args.truth)]
+        lines = [decode_truth_line(line) for line in _read_lines(args.truth)]
         alerts = [ALERT_DECODER.decode(line) for line in _read_lines(args.alerts)]
     except msgspec.DecodeError as error:
         raise CliError(f"cannot parse input: {error}", EXIT_IO) from error
+    truth = [line for line in lines if isinstance(line, TruthRecord)]
+    injected = [line for line in lines if isinstance(line, IncidentTruth)]
     result = evaluate(truth, alerts)
     out = _console()
     report.evaluation(result, out)
+    incidents = evaluate_incidents(injected, alerts)
+    if injected or incidents.false_alerts:
+        incident_report.incidents(incidents, out, args.span_days)
     if args.show_errors:
         for label, ids in (
             ("false positive", result.false_positive_ids),
@@ -200,6 +229,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             failed.append(f"{kind} recall {score.recall:.4f} < {args.min_recall}")
         if args.min_precision is not None and score.precision < args.min_precision:
             failed.append(f"{kind} precision {score.precision:.4f} < {args.min_precision}")
+    if args.min_cause_accuracy is not None and result.cause_accuracy < args.min_cause_accuracy:
+        failed.append(f"cause accuracy {result.cause_accuracy:.4f} < {args.min_cause_accuracy}")
+    if args.min_incident_detection is not None and (
+        incidents.detection_rate < args.min_incident_detection
+    ):
+        failed.append(
+            f"incident detection {incidents.detection_rate:.4f} < {args.min_incident_detection}"
+        )
+    delay = incidents.median_delay_s
+    if (
+        args.max_incident_delay is not None
+        and delay is not None
+        and delay > args.max_incident_delay
+    ):
+        failed.append(f"median incident delay {delay:.0f} s > {args.max_incident_delay:g} s")
+    if args.max_false_incidents is not None:
+        false = len(incidents.false_alerts) / (args.span_days or 1.0)
+        if false > args.max_false_incidents:
+            failed.append(f"false incidents {false:.2f} per day > {args.max_false_incidents:g}")
     for reason in failed:
         Console(stderr=True).print(f"[red]threshold not met:[/red] {reason}")
     return EXIT_THRESHOLD if failed else EXIT_OK
@@ -237,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-alerts", type=int, default=0, metavar="N", help="print the N most urgent"
     )
     rep.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress bar")
+    rep.add_argument(
+        "--incident-model",
+        default="default",
+        metavar="PATH",
+        help="incident model (skops file from `debitwatch train`); 'default': the one "
+        "`make model` trains, 'none': no terminal_incident alerts",
+    )
     rep.set_defaults(handler=_cmd_replay)
 
     sim = commands.add_parser(
@@ -259,10 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--min-recall", type=_ratio, help="exit 1 if any recall is lower")
     ev.add_argument("--min-precision", type=_ratio, help="exit 1 if any precision is lower")
     ev.add_argument("--show-errors", type=int, default=0, metavar="N", help="list N misses")
+    ev.add_argument("--min-cause-accuracy", type=_ratio, help="exit 1 if cause accuracy is lower")
+    ev.add_argument(
+        "--min-incident-detection", type=_ratio, help="exit 1 if fewer incidents are detected"
+    )
+    ev.add_argument(
+        "--max-incident-delay", type=float, metavar="S", help="exit 1 if the median delay is longer"
+    )
+    ev.add_argument(
+        "--max-false-incidents", type=float, metavar="N", help="exit 1 above N per --span-days day"
+    )
+    ev.add_argument(
+        "--span-days", type=float, metavar="D", help="event-time span of the capture, in days"
+    )
     ev.set_defaults(handler=_cmd_evaluate)
 
     add_kafka_parser(commands)
     add_kafka_tools(commands)
+    train_cli.add_parser(commands)
 
     wk = commands.add_parser(
         "worker",

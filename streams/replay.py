@@ -22,7 +22,9 @@ import msgspec
 from models.capture import event_bytes, feed_lines
 from models.config import DetectionConfig
 from models.dead_letter import dead_letter
+from models.deadlines import DeadlineConfig
 from models.final_states import FinalStates
+from models.incidents import IncidentConfig, IncidentScorer, IncidentTracker
 from models.reconciler import Reconciler, Stats
 from models.validation import Rejection
 
@@ -57,15 +59,20 @@ def replay(
     dlq_out: BinaryIO | None = None,
     config: DetectionConfig | None = None,
     on_progress: Callable[[int], None] | None = None,
+    incidents: IncidentScorer | None = None,
+    incident_config: IncidentConfig | None = None,
+    deadlines: DeadlineConfig | None = None,
 ) -> ReplaySummary:
     """Replay ``paths`` in order as one stream; return the summary.
 
     ``on_progress`` is called with the number of bytes read since the last call, once
-    per block of lines (it drives the progress bar).
+    per block of lines (it drives the progress bar). ``incidents`` scores terminals for
+    ``terminal_incident`` alerts (None: none are raised).
     """
     config = config or DetectionConfig()
     skew = timedelta(seconds=config.max_clock_skew)
-    reconciler = Reconciler(config)
+    tracker = None if incidents is None else IncidentTracker(incidents, incident_config)
+    reconciler = Reconciler(config, incidents=tracker, deadlines=deadlines)
     summary = ReplaySummary()
     final = FinalStates()
     started = time.perf_counter()

@@ -1,12 +1,13 @@
 """Stream settings: where Kafka is, which topics, how the workers keep state.
 
-Read in this order, later wins: defaults, the ``[kafka]`` and ``[detection]`` tables of
+Read in this order, later wins: defaults, the ``[kafka]``, ``[detection]`` and
+``[deadlines]`` (models/deadlines.py; file only) tables of
 the TOML file named by ``DEBITWATCH_CONFIG`` (or ``--config``), then environment
 variables. Every name is in docs/configuration.md.
 
 >>> s = Settings.from_env({"DEBITWATCH_PARTITIONS": "8", "DEBITWATCH_APP_ID": "dw-test"})
 >>> s.partitions, s.repartition_topic, s.broker
-(8, 'dw-test-events-by-terminal', 'kafka://127.0.0.1:9092')
+(8, 'dw-test-events-by-merchant', 'kafka://127.0.0.1:9092')
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from models.config import (
     parse_duration,
     read_tables,
 )
+from models.deadlines import DeadlineConfig, deadline_config_from_mapping
 
 Guarantee = Literal["at_least_once"]
 StoreKind = Literal["rocksdb", "memory"]
@@ -63,7 +65,11 @@ class Settings:
     batch_within: float = 0.1
     tick_interval: float = 1.0
     session_timeout: float = 45.0
+    # The incident model (docs/incidents.md): "default" (trained by `make model` into the
+    # package), "none" (no terminal_incident alerts), or the path of a skops file.
+    incident_model: str = "default"
     detection: DetectionConfig = dataclasses.field(default_factory=DetectionConfig)
+    deadlines: DeadlineConfig = dataclasses.field(default_factory=DeadlineConfig)
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.input_partitions < 1:
@@ -82,8 +88,8 @@ class Settings:
 
     @property
     def repartition_topic(self) -> str:
-        """The join's input: every valid event, keyed by transaction, by terminal."""
-        return self.repartition_topic_name or f"{self.app_id}-events-by-terminal"
+        """The join's input: every valid event, keyed by transaction, by merchant."""
+        return self.repartition_topic_name or f"{self.app_id}-events-by-merchant"
 
     @property
     def bootstrap(self) -> str:
@@ -116,8 +122,9 @@ class Settings:
         values: dict[str, Any] = {}
         detection: dict[str, Any] = {}
         if path is not None:
-            kafka_table, detection = read_tables(path, "kafka", "detection")
+            kafka_table, detection, deadlines = read_tables(path, "kafka", "detection", "deadlines")
             values.update(_convert(kafka_table, f"{path} [kafka]"))
+            values["deadlines"] = deadline_config_from_mapping(deadlines)
         for name in _FIELDS:
             raw = env.get(_PREFIX + name.upper())
             if raw is not None and raw != "":
@@ -133,7 +140,9 @@ class Settings:
         return cls(**values)
 
 
-_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Settings) if f.name not in ("detection",))
+_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(Settings) if f.name not in ("detection", "deadlines")
+)
 _DETECTION_FIELDS: Final = tuple(f.name for f in dataclasses.fields(DetectionConfig))
 _INTS: Final = frozenset(
     {"partitions", "input_partitions", "replication", "web_port", "batch_size"}

@@ -72,7 +72,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             replication, inputs, exact_partitions=False,
         ),
         TopicSpec(
-            settings.repartition_topic, "join input, by terminal",
+            settings.repartition_topic, "join input, by merchant",
             settings.partitions, replication, inputs, exact_partitions=True,
         ),
         TopicSpec(

@@ -90,7 +90,7 @@ def route(
     key = transaction_key(event.terminal_id, event.stan, second)
     return [
         Send(
-            join_partition(event.terminal_id, join_partitions),
+            join_partition(event.merchant_id, join_partitions),
             key.encode(),
             encode_line(source, raw),
             [(ORIGIN_HEADER, encode_origin(topic, partition, offset))],

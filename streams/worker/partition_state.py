@@ -35,11 +35,20 @@ from models.alerts import Alert, alert_id
 from models.capture import LINE_PREFIX, event_bytes, feed_lines
 from models.config import DetectionConfig
 from models.dead_letter import DeadLetter, dead_letter
+from models.deadlines import DeadlineConfig
 from models.events import Source
+from models.incidents import (
+    EPISODE_PREFIX,
+    SLOTS_PREFIX,
+    IncidentConfig,
+    IncidentScorer,
+    IncidentTracker,
+)
+from models.incidents import FIRING as INCIDENT_FIRING
 from models.instants import format_micros
 from models.reconciler import Reconciler
 from models.stream_time import NEVER, IdleAdvance, Progress
-from models.transaction import FIRING, Txn, split_key
+from models.transaction import FIRING, OVERDUE, Txn, split_key
 from models.validation import Reason
 from streams.worker.wire import (
     TickControl,
@@ -51,6 +60,10 @@ from streams.worker.wire import (
 
 _TERMINAL_PREFIX: Final = LINE_PREFIX["terminal"]
 SOURCES: Final[tuple[Source, Source]] = ("terminal", "issuer")
+# The incident tracker's states (models/incidents.py) are stored beside the
+# transactions, under these prefixes: in the same changelog partition, written in the
+# same batch as the transactions whose events they counted.
+INCIDENT_PREFIXES: Final = (SLOTS_PREFIX, EPISODE_PREFIX)
 
 
 class Checkpoint(msgspec.Struct, array_like=True):
@@ -73,7 +86,9 @@ class Checkpoint(msgspec.Struct, array_like=True):
 _CHECKPOINT_ENCODER: Final = msgspec.json.Encoder()
 _CHECKPOINT_DECODER: Final = msgspec.json.Decoder(Checkpoint)
 
-AlertKey = tuple[str, str]  # (alert_id, status)
+# (alert_id, status, deadline_passed): an escalation past the regulatory deadline is a
+# state change of its own (firing again, overdue), published once like the others.
+AlertKey = tuple[str, str, bool]
 
 
 class Incoming(msgspec.Struct, array_like=True, gc=False):
@@ -95,13 +110,21 @@ class PartitionState:
         checkpoint: Checkpoint | None = None,
         published: Sequence[PublishedAlert] = (),
         wall_us: int = 0,
+        incidents: IncidentScorer | None = None,
+        incident_config: IncidentConfig | None = None,
+        deadlines: DeadlineConfig | None = None,
     ) -> None:
         self.partition = partition
         self.unreadable_states = 0
+        tracker = None if incidents is None else IncidentTracker(incidents, incident_config)
         store: dict[str, Txn] = {}
         for key, blob in txns:
             try:
-                store[key] = Txn.from_bytes(blob)
+                if key.startswith(INCIDENT_PREFIXES):
+                    if tracker is not None:
+                        tracker.load(key, blob)
+                else:
+                    store[key] = Txn.from_bytes(blob)
             except ValueError:
                 # Not ours to judge (a past version, a stray producer): counted, skipped.
                 self.unreadable_states += 1
@@ -112,8 +135,16 @@ class PartitionState:
         }
         self.suppressed = 0
         self._skew = timedelta(seconds=config.max_clock_skew)
+        progress = Progress(saved.terminal, saved.issuer)
+        if tracker is not None:
+            tracker.resume(progress.stream_time)
         self.reconciler = Reconciler(
-            config, store=store, progress=Progress(saved.terminal, saved.issuer), touched=set()
+            config,
+            store=store,
+            progress=progress,
+            touched=set(),
+            incidents=tracker,
+            deadlines=deadlines,
         )
         self._published = self._not_yet_in_state(published)
         self._idle = IdleAdvance(config.idle_advance)
@@ -227,16 +258,21 @@ class PartitionState:
         (their transaction's state was written after them, before the crash); counting
         them would silently drop a later, legitimate change of the same alert.
         """
-        marks: dict[str, tuple[str, str]] = {}
+        marks: dict[str, tuple[str, str, bool]] = {}
+        tracker = self.reconciler.incidents
+        for episode in tracker.episodes.values() if tracker is not None else ():
+            if episode.status == INCIDENT_FIRING:
+                marks[episode.alert] = ("firing", format_micros(episode.detected_us), False)
         for txn in self.reconciler.store.values():
             if not txn.alerts:
                 continue
             terminal_id, stan, second = split_key(txn.key)
             for kind, (status, detected_us) in txn.alerts.items():
-                word = "firing" if status == FIRING else "resolved"
+                word = "firing" if status in (FIRING, OVERDUE) else "resolved"
                 marks[alert_id(terminal_id, stan, second, kind)] = (
                     word,
                     format_micros(detected_us),
+                    status == OVERDUE,
                 )
         by_alert: dict[str, list[PublishedAlert]] = {}
         for record in published:
@@ -246,10 +282,10 @@ class PartitionState:
             mark = marks.get(alert)
             start = 0
             for index, record in enumerate(records):
-                if (record.status, record.detected_at) == mark:
+                if (record.status, record.detected_at, record.deadline_passed) == mark:
                     start = index + 1
             for record in records[start:]:
-                pending[(alert, record.status)] += 1
+                pending[(alert, record.status, record.deadline_passed)] += 1
         return pending
 
     # --------------------------------------------------------------- output
@@ -262,7 +298,7 @@ class PartitionState:
             return alerts
         fresh: list[Alert] = []
         for alert in alerts:
-            key = (alert.alert_id, str(alert.status))
+            key = (alert.alert_id, str(alert.status), alert.deadline_passed)
             if published[key] > 0:
                 published[key] -= 1
                 if published[key] == 0:
@@ -281,6 +317,9 @@ class PartitionState:
         for key in touched:
             txn = store.get(key)
             writes.append((key, None if txn is None else txn.to_bytes()))
+        tracker = self.reconciler.incidents
+        if tracker is not None:
+            writes.extend(tracker.take_touched())
         return writes
 
     def checkpoint(self) -> Checkpoint:
@@ -299,6 +338,7 @@ class PublishedAlert(msgspec.Struct):
     alert_id: str
     status: str
     detected_at: str
+    deadline_passed: bool = False
 
 
 _PUBLISHED: Final = msgspec.json.Decoder(PublishedAlert)

@@ -55,9 +55,10 @@ _CONTROL_DECODER: Final = msgspec.json.Decoder(Control)
 _ENCODER: Final = msgspec.json.Encoder()
 
 
-def join_partition(terminal_id: str, partitions: int) -> int:
-    """The join partition of every event of ``terminal_id``."""
-    return (int(murmur2(terminal_id.encode())) & 0x7FFFFFFF) % partitions
+def join_partition(merchant_id: str, partitions: int) -> int:
+    """The join partition of every event of ``merchant_id`` (all its terminals): Kafka's
+    murmur2 partitioner, so a Java producer keyed by merchant would agree."""
+    return (int(murmur2(merchant_id.encode())) & 0x7FFFFFFF) % partitions
 
 
 def encode_control(control: Control) -> bytes:

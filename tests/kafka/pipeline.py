@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from models.alerts import Alert
 from models.final_states import ALERT_DECODER
-from streams.cluster import WorkerProcess, wait_caught_up
+from streams.cluster import WorkerProcess, consumer_lag, wait_caught_up
 from streams.kafka_clients import read_topic
 from streams.produce import produce_capture
 from streams.replay import replay
@@ -71,20 +72,36 @@ def replay_alerts(capture: Path, out_dir: Path, settings: Settings) -> list[Aler
 
 
 def duplicates(alerts: list[Alert]) -> list[tuple[str, str]]:
-    """The records a consumer would see twice: an (alert_id, status) equal to the
-    previous record of the same alert (``firing`` then ``firing`` again).
+    """The records a consumer would see twice: an alert state equal to the previous
+    record of the same alert (``firing`` then ``firing`` again).
 
     All records of one alert are in one partition, so the topic orders them. A re-fire
-    after a resolution (firing, resolved, firing) is a new state change, not a repeat.
+    after a resolution (firing, resolved, firing) is a new state change, not a repeat;
+    so is the escalation when the alert's regulatory deadline passes (firing, then
+    firing with ``deadline_passed``: models/deadlines.py).
     """
-    last: dict[str, str] = {}
+    last: dict[str, tuple[str, bool]] = {}
     repeated: list[tuple[str, str]] = []
     for alert in alerts:
-        status = str(alert.status)
-        if last.get(alert.alert_id) == status:
-            repeated.append((alert.alert_id, status))
-        last[alert.alert_id] = status
+        state = (str(alert.status), alert.deadline_passed)
+        if last.get(alert.alert_id) == state:
+            repeated.append((alert.alert_id, state[0]))
+        last[alert.alert_id] = state
     return repeated
+
+
+def kill_halfway(settings: Settings, worker: WorkerProcess, total: int) -> None:
+    """SIGKILL ``worker`` once half of ``total`` (the lag before it started) is done.
+
+    The lag counts the input and the re-keyed topic, so it first grows as the ingest runs
+    ahead of the join; the worker must not have finished when it dies.
+    """
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and consumer_lag(settings) > total * 0.5:
+        assert worker.alive, worker.log_tail()
+        time.sleep(0.2)
+    worker.kill()
+    assert consumer_lag(settings) > 0, "the worker finished before it was killed"
 
 
 def wait(settings: Settings, running: list[WorkerProcess], timeout: float = 900) -> float:

@@ -35,7 +35,7 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert (settings.partitions, settings.store, settings.app_id) == (8, "memory", "from-env")
     assert (settings.detection.match_window, settings.detection.grace) == (600.0, 90.0)
     assert settings.batch_within == pytest.approx(0.02)
-    assert settings.repartition_topic == "from-env-events-by-terminal"
+    assert settings.repartition_topic == "from-env-events-by-merchant"
     assert settings.changelog_topics == ["from-env-txns-changelog"]
 
 

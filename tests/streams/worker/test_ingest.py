@@ -32,19 +32,19 @@ def _route(raw: bytes, source: str = "terminal", partition: int = 2, offset: int
     )
 
 
-def test_a_valid_event_goes_to_its_terminals_partition_keyed_by_transaction() -> None:
-    raw = encode(event("request", 0.1, terminal="T-0042", stan="000777"))
+def test_a_valid_event_goes_to_its_merchants_partition_keyed_by_transaction() -> None:
+    raw = encode(event("request", 0.1, terminal="T-0042", stan="000777", merchant="M-17"))
     sends = _route(raw)
     assert isinstance(sends, list) and len(sends) == 1
     (send,) = sends
-    assert send.partition == join_partition("T-0042", 4)
+    assert send.partition == join_partition("M-17", 4)
     assert send.key == b"T-0042/000777/1795770000"
     assert send.value == b'{"source":"terminal","event":' + raw + b"}"
     origin = dict(send.headers)[ORIGIN_HEADER]
     assert decode_origin(origin) == ("pos.terminal.events", 2, 41)
 
 
-def test_the_partition_is_the_java_clients_murmur2_of_the_terminal() -> None:
+def test_the_partition_is_the_java_clients_murmur2_of_the_merchant() -> None:
     # Test vectors of Kafka's own UtilsTest.testMurmur2 (signed 32-bit results); the Java
     # client partitions a keyed record by toPositive(murmur2(key)) % partitions.
     vectors = {

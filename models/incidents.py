@@ -1,0 +1,708 @@
+"""Fleet-level incidents: per-terminal features over event time, scored, firing/resolved.
+
+One :class:`IncidentTracker` lives next to each :class:`~models.reconciler.Reconciler`
+(one join partition; every event of a terminal reaches the same partition, so a
+terminal's features are complete there). The reconciler tells it each accepted event;
+the tracker counts it in the terminal's *slot*, a ``step``-long span of key time
+(``transmitted_at``, stamped by the acquirer host, so a terminal whose own clock is two
+minutes off still lands in the right slot).
+
+Whenever stream time passes a step boundary ``T`` (every 15 s by default), each terminal
+with recent traffic, and each merchant with two or more, is scored on the transactions
+keyed in ``[T - lag - window, T - lag)``: by ``T`` their terminal outcome and the bank's
+first answer have had ``lag`` of event time to arrive. A worked example with the
+defaults (step 15 s, window 120 s, lag 30 s), a merchant with six busy terminals::
+
+    10:00:00  the merchant's network starts losing the host's replies
+    10:00:05  sale keyed 10:00:05 -> its terminal shows "timeout" at 10:00:35; the bank
+              had debited it
+    ...       more sales time out on the merchant's other terminals
+    stream time passes 10:01:30 -> merchant scored on keys [08:59:00, 10:01:00):
+              5 of 11 sales timed out, 3 failed but charged -> abnormal: one merchant
+              incident fires, detected_at 10:01:30
+    ...       the link recovers at 10:12:00
+    stream time passes 10:13:30 -> the fourth normal score in a row: resolved
+
+The defaults were chosen by measurement on simulated days (docs/incidents.md): a longer
+lag or window detects later, a shorter one raises more false incidents.
+
+Events keyed before the window of the latest scoring are too late to count (counted
+in :attr:`IncidentTracker.late_events`); they still take part in the transaction's own
+verdict. Everything here is a function of the partition's event sequence, never of
+the wall clock: a restarted worker that restores :meth:`TerminalActivity.to_bytes`
+and re-reads its input makes the same decisions.
+
+An incident alert (``kind`` ``terminal_incident``) is identified by the terminal and
+the step at which the episode began, so every rerun names it the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Final, Protocol
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from models.alerts import Alert, Cause, IncidentFeature, Kind, Status, alert_id
+from models.events import Step
+from models.incident_features import FEATURES, LATE_ANSWER_S
+from models.instants import MICROS, format_micros
+from models.scorer import severity_of
+
+# Slot counters, in this order (persisted: append only).
+ATTEMPTS, APPROVED, DECLINED, TIMEOUT, ERROR, CANCELLED, REVERSALS = range(7)
+EXTRA_DEBITS, FAILED_CHARGED, LATE_ANSWERS, COUNTERS = 7, 8, 9, 10
+
+_FAILED_OUTCOMES: Final = {
+    Step.DECLINED: DECLINED,
+    Step.TIMEOUT: TIMEOUT,
+    Step.ERROR: ERROR,
+    Step.CANCELLED: CANCELLED,
+}
+_FAILED_STEPS: Final = frozenset(int(step) for step in _FAILED_OUTCOMES)
+_FAILED_COUNTER: Final = {int(step): counter for step, counter in _FAILED_OUTCOMES.items()}
+_APPROVED_STEP: Final = int(Step.APPROVED)
+_REVERSAL_STEP: Final = int(Step.TERMINAL_REVERSAL)
+_DEBIT_STEP: Final = int(Step.DEBIT)
+_MONEY_STEPS: Final = frozenset((int(Step.HOLD), int(Step.DEBIT)))
+_ANSWER_STEPS: Final = frozenset(
+    (int(Step.AUTH_APPROVED), int(Step.AUTH_DECLINED), int(Step.HOLD), int(Step.DEBIT))
+)
+_ISSUER_FIRST_STEP: Final = int(Step.AUTH_APPROVED)
+_RECORD_SIZE: Final = 21  # models.transaction.RECORD.size; the step is its first byte
+_MAX_LATENCIES: Final = 64  # per slot: enough for the quantiles, bounded memory
+_STATE_VERSION: Final = 2
+_LATE_MS: Final = round(LATE_ANSWER_S * 1000)
+NO_EPISODE: Final = 0
+FIRING: Final = 1
+RESOLVED: Final = 2
+
+
+class IncidentScorer(Protocol):
+    """What the tracker needs of the model (:class:`models.incident_model.IncidentModel`
+    behind :class:`models.incident_model.LoadedModel`)."""
+
+    def assess(self, rows: NDArray[np.float64]) -> list[tuple[bool, float]]:
+        """(abnormal, anomaly score in [0, 1]) per row of :data:`FEATURES` values."""
+        ...
+
+    def usual(self) -> Sequence[float]:
+        """The typical value of each feature on normal traffic (for explanations)."""
+        ...
+
+    def min_attempts(self) -> int:
+        """Rows with fewer attempts are never abnormal (so they need not be scored)."""
+        ...
+
+    def deviations(self, row: Sequence[float]) -> Sequence[float]:
+        """How unusual each feature of ``row`` is (robust z-scores, >= 0)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IncidentConfig:
+    """When terminals are scored. Times in seconds (CONTRACT §3 event time)."""
+
+    step: float = 15.0
+    window: float = 120.0
+    lag: float = 30.0
+    clear_steps: int = 4  # normal scores in a row that resolve an incident
+
+    def __post_init__(self) -> None:
+        if self.step <= 0 or self.window < self.step or self.lag < 0:
+            raise ValueError("incident step must be > 0, window >= step, lag >= 0")
+        if self.window % self.step or self.lag % self.step:
+            raise ValueError("incident window and lag must be multiples of step")
+        if self.clear_steps < 1:
+            raise ValueError("clear_steps must be >= 1")
+
+
+class TerminalActivity:
+    """One terminal's recent slots (durable under ``~slots/<terminal_id>``)."""
+
+    __slots__ = ("merchant_id", "slots", "terminal_id")
+
+    def __init__(self, terminal_id: str, merchant_id: str) -> None:
+        self.terminal_id = terminal_id
+        self.merchant_id = merchant_id
+        # slot number -> (counters, issuer latencies in ms)
+        self.slots: dict[int, tuple[list[int], list[int]]] = {}
+
+    def slot(self, number: int) -> tuple[list[int], list[int]]:
+        found = self.slots.get(number)
+        if found is None:
+            found = self.slots[number] = ([0] * COUNTERS, [])
+        return found
+
+    def to_bytes(self) -> bytes:
+        return _ENCODER.encode((_STATE_VERSION, self.terminal_id, self.merchant_id, self.slots))
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> TerminalActivity:
+        try:
+            version, terminal, merchant, slots = _ACTIVITY.decode(blob)
+        except msgspec.DecodeError as error:
+            raise ValueError(f"not a terminal activity state: {error}") from error
+        if version != _STATE_VERSION:
+            raise ValueError(f"terminal activity version {version} is not {_STATE_VERSION}")
+        activity = cls(terminal, merchant)
+        activity.slots = {n: (list(c), list(lat)) for n, (c, lat) in slots.items()}
+        return activity
+
+
+class Episode:
+    """The incident state of one terminal or merchant (durable under
+    ``~incident/<scope>:<id>``): none yet, firing since ``detected_us``, or resolved."""
+
+    __slots__ = (
+        "alert",
+        "detected_us",
+        "entity",
+        "merchant_id",
+        "normal_streak",
+        "peak",
+        "scope",
+        "status",
+    )
+
+    def __init__(self, scope: str, entity: str, merchant_id: str) -> None:
+        self.scope = scope  # "terminal" or "merchant"
+        self.entity = entity
+        self.merchant_id = merchant_id
+        self.status = NO_EPISODE
+        self.alert = ""
+        self.detected_us = 0
+        self.normal_streak = 0
+        self.peak = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.scope}:{self.entity}"
+
+    def to_bytes(self) -> bytes:
+        return _ENCODER.encode(
+            (
+                _STATE_VERSION,
+                self.scope,
+                self.entity,
+                self.merchant_id,
+                self.status,
+                self.alert,
+                self.detected_us,
+                self.normal_streak,
+                self.peak,
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Episode:
+        try:
+            fields = _EPISODE.decode(blob)
+        except msgspec.DecodeError as error:
+            raise ValueError(f"not an incident episode state: {error}") from error
+        version, scope, entity, merchant, status, alert, detected, streak, peak = fields
+        if version != _STATE_VERSION or scope not in ("terminal", "merchant"):
+            raise ValueError(f"incident episode version {version} / scope {scope!r} unknown")
+        episode = cls(scope, entity, merchant)
+        episode.status, episode.alert, episode.detected_us = status, alert, detected
+        episode.normal_streak, episode.peak = streak, peak
+        return episode
+
+
+def merchant_of_state(blob: bytes) -> str:
+    """The merchant of a stored activity or episode (which join partition owns it)."""
+    try:
+        fields = msgspec.msgpack.decode(blob)
+    except msgspec.DecodeError as error:
+        raise ValueError(f"not an incident state: {error}") from error
+    if not isinstance(fields, list) or len(fields) not in (4, 9):
+        raise ValueError("not an incident state")
+    merchant = fields[2] if len(fields) == 4 else fields[3]
+    if not isinstance(merchant, str):
+        raise ValueError("not an incident state: no merchant")
+    return merchant
+
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_ACTIVITY: Final = msgspec.msgpack.Decoder(
+    tuple[int, str, str, dict[int, tuple[list[int], list[int]]]]
+)
+_EPISODE: Final = msgspec.msgpack.Decoder(tuple[int, str, str, str, int, str, int, int, float])
+
+
+Slot = tuple[list[int], list[int]]  # (counters, issuer latencies in ms)
+
+
+def feature_matrix(groups: Sequence[Sequence[Slot]]) -> NDArray[np.float64]:
+    """One :data:`FEATURES` row per group of slots (a terminal's window, or all the
+    windows of a merchant's terminals), computed for all groups at once.
+
+    A step scores every active terminal and merchant; summing their counters and taking
+    the latency quantiles in numpy keeps that a few array operations instead of a Python
+    loop per terminal and counter (measured: docs/incidents.md, "Cost").
+    """
+    sizes = [len(group) for group in groups]
+    owners = np.repeat(np.arange(len(groups)), sizes)
+    counters = np.array(
+        [counts for group in groups for counts, _lat in group], dtype=np.float64
+    ).reshape(-1, COUNTERS)
+    total = np.zeros((len(groups), COUNTERS))
+    np.add.at(total, owners, counters)
+    latency_sizes = [len(lat) for group in groups for _counts, lat in group]
+    latencies = np.array(
+        [ms for group in groups for _counts, lat in group for ms in lat], dtype=np.float64
+    )
+    latency_owners = np.repeat(owners, latency_sizes)
+    attempts = total[:, ATTEMPTS]
+    outcomes = total[:, [APPROVED, DECLINED, TIMEOUT, ERROR, CANCELLED]].sum(axis=1)
+    per_outcome = np.divide(1.0, outcomes, out=np.zeros_like(outcomes), where=outcomes > 0)
+    per_attempt = np.divide(1.0, attempts, out=np.zeros_like(attempts), where=attempts > 0)
+    rows = np.empty((len(groups), len(FEATURES)))
+    rows[:, 0] = attempts
+    for column, counter in enumerate((TIMEOUT, ERROR, DECLINED, CANCELLED), start=1):
+        rows[:, column] = total[:, counter] * per_outcome
+    shares = (REVERSALS, EXTRA_DEBITS, FAILED_CHARGED, LATE_ANSWERS)
+    for column, counter in enumerate(shares, start=5):
+        rows[:, column] = np.minimum(1.0, total[:, counter] * per_attempt)
+    rows[:, 9] = _group_quantile(latencies, latency_owners, len(groups), 0.5) / 1000.0
+    rows[:, 10] = _group_quantile(latencies, latency_owners, len(groups), 0.95) / 1000.0
+    return rows
+
+
+def _group_quantile(
+    values: NDArray[np.float64], owners: NDArray[np.int_], groups: int, q: float
+) -> NDArray[np.float64]:
+    """Per owner, the value at rank ``floor(q * n)`` of its ``n`` sorted values (0: none)."""
+    out = np.zeros(groups)
+    if not len(values):
+        return out
+    order = np.lexsort((values, owners))
+    ordered, by_owner = values[order], owners[order]
+    counts = np.bincount(owners, minlength=groups)
+    starts = np.searchsorted(by_owner, np.arange(groups))
+    present = counts > 0
+    ranks = np.minimum(counts - 1, np.floor(q * counts).astype(np.int_))
+    out[present] = ordered[(starts + ranks)[present]]
+    return out
+
+
+def features(slots: Sequence[Slot]) -> list[float]:
+    """The :data:`FEATURES` row of one window of slots (see :func:`feature_matrix`)."""
+    return [float(value) for value in feature_matrix([slots])[0]]
+
+
+SLOTS_PREFIX: Final = "~slots/"
+EPISODE_PREFIX: Final = "~incident/"
+
+
+class IncidentTracker:
+    """The incident side of one join partition (see the module docstring).
+
+    Two scopes: every terminal, and every merchant with two or more terminals active
+    in the window (its terminals' slots summed; the workers partition by merchant, so a
+    merchant's terminals are all here). A merchant-wide failure (its network, an issuer
+    slowing down for its traffic) is one merchant incident, not one per terminal: while
+    a merchant's incident fires, its terminals open none of their own.
+    """
+
+    def __init__(self, scorer: IncidentScorer, config: IncidentConfig | None = None) -> None:
+        self.scorer = scorer
+        self.config = config or IncidentConfig()
+        self._step_us = round(self.config.step * MICROS)
+        self._step_s = round(self.config.step)
+        self._lag_slots = round(self.config.lag / self.config.step)
+        self._window_slots = round(self.config.window / self.config.step)
+        self.terminals: dict[str, TerminalActivity] = {}
+        self.episodes: dict[str, Episode] = {}  # by Episode.key
+        # Keys ("~slots/..." or "~incident/...") whose durable state changed.
+        self.touched: set[str] = set()
+        self.outbox: list[Alert] = []
+        self.late_events = 0
+        self.scored_rows = 0
+        # The last step boundary passed (in slot numbers): slots before
+        # ``_scored - lag - window`` no longer count.
+        self._scored: int | None = None
+
+    # ---------------------------------------------------------------- state
+
+    def load(self, key: str, blob: bytes) -> None:
+        """Restore one stored state (``ValueError`` if unreadable)."""
+        if key.startswith(SLOTS_PREFIX):
+            activity = TerminalActivity.from_bytes(blob)
+            self.terminals[activity.terminal_id] = activity
+        else:
+            episode = Episode.from_bytes(blob)
+            self.episodes[episode.key] = episode
+
+    def resume(self, stream_time: int) -> None:
+        """After a restore: steps up to ``stream_time`` were taken before the crash."""
+        if stream_time > -(2**62):
+            self._scored = self._slot_at(stream_time)
+
+    def score_of(self, terminal_id: str, merchant_id: str | None = None) -> float:
+        """The incident score for a transaction alert: the peak anomaly score of the
+        firing incident of its terminal or merchant, else 0."""
+        best = 0.0
+        for key in (f"terminal:{terminal_id}", f"merchant:{merchant_id}"):
+            episode = self.episodes.get(key)
+            if episode is not None and episode.status == FIRING:
+                best = max(best, episode.peak)
+        return best
+
+    def take_touched(self) -> Iterator[tuple[str, bytes | None]]:
+        """(storage key, state or None for deleted) of every state changed since last."""
+        touched, self.touched = self.touched, set()
+        for key in touched:
+            if key.startswith(SLOTS_PREFIX):
+                activity = self.terminals.get(key[len(SLOTS_PREFIX) :])
+                yield key, None if activity is None else activity.to_bytes()
+            else:
+                episode = self.episodes.get(key[len(EPISODE_PREFIX) :])
+                yield key, None if episode is None else episode.to_bytes()
+
+    # ---------------------------------------------------------------- input
+
+    def observe(
+        self,
+        terminal_id: str,
+        merchant_id: str,
+        second: int,
+        step: int,
+        occurred_us: int,
+        records: bytes,
+        first_terminal: bool,
+    ) -> None:
+        """Count one accepted event of a transaction keyed at ``second``.
+
+        ``records`` is the transaction's event log *before* this event (the prior steps
+        tell a duplicate debit or a failed-but-charged sale apart).
+        """
+        number = second // self._step_s
+        if self._scored is not None and number < self._scored - self._lag_slots - (
+            self._window_slots
+        ):
+            self.late_events += 1
+            return
+        activity = self.terminals.get(terminal_id)
+        if activity is None:
+            activity = self.terminals[terminal_id] = TerminalActivity(terminal_id, merchant_id)
+        counters, latencies = activity.slot(number)
+        self.touched.add(SLOTS_PREFIX + terminal_id)
+        if first_terminal:
+            counters[ATTEMPTS] += 1
+        # The first byte of each 21-byte record is its step: the steps so far, as bytes.
+        before = records[::_RECORD_SIZE]
+        if step == _APPROVED_STEP:
+            counters[APPROVED] += 1
+        elif step in _FAILED_COUNTER:
+            counters[_FAILED_COUNTER[step]] += 1
+            if not _MONEY_STEPS.isdisjoint(before):
+                counters[FAILED_CHARGED] += 1
+        elif step == _REVERSAL_STEP:
+            counters[REVERSALS] += 1
+        elif step in _ANSWER_STEPS:
+            if not before or max(before) < _ISSUER_FIRST_STEP:  # the bank's first answer
+                latency_ms = max(0, (occurred_us - second * MICROS) // 1000)
+                if latency_ms > _LATE_MS:
+                    counters[LATE_ANSWERS] += 1
+                if len(latencies) < _MAX_LATENCIES:
+                    latencies.append(latency_ms)
+            if step in _MONEY_STEPS:
+                if step == _DEBIT_STEP and _DEBIT_STEP in before:
+                    counters[EXTRA_DEBITS] += 1
+                if _MONEY_STEPS.isdisjoint(before) and not _FAILED_STEPS.isdisjoint(before):
+                    counters[FAILED_CHARGED] += 1
+
+    def advance(self, stream_time: int) -> None:
+        """Take every step boundary that stream time has passed."""
+        target = self._slot_at(stream_time)
+        if self._scored is None:
+            self._scored = target
+            return
+        while self._scored < target:
+            if not self._busy():
+                self._scored = target
+                return
+            self._scored += 1
+            self._step(self._scored)
+
+    def next_due(self) -> int | None:
+        """The stream time the next step needs to pass (None: nothing to score), so idle
+        advance keeps scoring a partition whose feeds went quiet mid-incident."""
+        if not self._busy() or self._scored is None:
+            return None
+        return (self._scored + 1) * self._step_us
+
+    def take_alerts(self) -> list[Alert]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    # ------------------------------------------------------------- internals
+
+    def _busy(self) -> bool:
+        return bool(self.terminals) or any(e.status == FIRING for e in self.episodes.values())
+
+    def _slot_at(self, stream_time: int) -> int:
+        # Slot boundaries passed: stream time T passes boundary b*step when T > b*step.
+        return (stream_time - 1) // self._step_us if stream_time > 0 else 0
+
+    def _step(self, boundary: int) -> None:
+        """Score every terminal and merchant with recent traffic at ``boundary``."""
+        last = boundary - self._lag_slots  # exclusive
+        first = last - self._window_slots
+        windows: dict[str, list[Slot]] = {}
+        by_merchant: dict[str, list[str]] = {}
+        for terminal_id in sorted(self.terminals):
+            activity = self.terminals[terminal_id]
+            stale = [n for n in activity.slots if n < first]
+            for number in stale:
+                del activity.slots[number]
+            if stale:
+                self.touched.add(SLOTS_PREFIX + terminal_id)
+            if not activity.slots:
+                del self.terminals[terminal_id]
+                continue
+            window = [c for n, c in activity.slots.items() if n < last]
+            if window:
+                windows[terminal_id] = window
+                by_merchant.setdefault(activity.merchant_id, []).append(terminal_id)
+        # A row with fewer attempts than the model's minimum is normal whatever it holds
+        # (too few sales to tell): not worth building, unless its incident is firing.
+        least = self.scorer.min_attempts()
+        subjects: list[tuple[str, str, str, list[str]]] = []  # scope, entity, merchant, who
+        groups: list[list[Slot]] = []
+        for merchant_id, terminals in sorted(by_merchant.items()):
+            attempts = {t: sum(counts[ATTEMPTS] for counts, _ in windows[t]) for t in terminals}
+            if len(terminals) >= 2 and (
+                sum(attempts.values()) >= least or self._firing(f"merchant:{merchant_id}")
+            ):
+                subjects.append(("merchant", merchant_id, merchant_id, terminals))
+                groups.append([c for t in terminals for c in windows[t]])
+            for terminal_id in terminals:
+                if attempts[terminal_id] >= least or self._firing(f"terminal:{terminal_id}"):
+                    subjects.append(("terminal", terminal_id, merchant_id, [terminal_id]))
+                    groups.append(windows[terminal_id])
+        matrix = feature_matrix(groups) if groups else np.empty((0, len(FEATURES)))
+        # Firing incidents with no traffic left in the window are scored as quiet.
+        scored = {f"{scope}:{entity}" for scope, entity, _m, _w in subjects}
+        quiet = [
+            e
+            for key, e in sorted(self.episodes.items())
+            if e.status == FIRING and key not in scored
+        ]
+        if len(matrix):
+            self.scored_rows += len(matrix)
+            verdicts = self.scorer.assess(matrix)
+        else:
+            verdicts = []
+        now = boundary * self._step_us
+        covered: set[str] = set()  # merchants whose incident is firing after this step
+        for index, (scope, entity, merchant_id, who), (flagged, score) in zip(
+            range(len(subjects)), subjects, verdicts, strict=True
+        ):
+            row = matrix[index].tolist()
+            abnormal = flagged
+            if scope == "terminal" and merchant_id in covered:
+                # The merchant's incident covers it: no second alert for the same failure.
+                abnormal = flagged and self._firing(f"terminal:{entity}")
+            episode = self._judge(scope, entity, merchant_id, who, row, abnormal, score, now)
+            if scope == "merchant" and episode is not None and episode.status == FIRING:
+                covered.add(merchant_id)
+        for episode in quiet:
+            self._judge(
+                episode.scope, episode.entity, episode.merchant_id, [], _QUIET_ROW, False, 0.0, now
+            )
+
+    def _firing(self, key: str) -> bool:
+        episode = self.episodes.get(key)
+        return episode is not None and episode.status == FIRING
+
+    def _judge(
+        self,
+        scope: str,
+        entity: str,
+        merchant_id: str,
+        who: list[str],
+        row: list[float],
+        abnormal: bool,
+        score: float,
+        now: int,
+    ) -> Episode | None:
+        key = f"{scope}:{entity}"
+        episode = self.episodes.get(key)
+        if episode is None:
+            if not abnormal:
+                return None
+            episode = self.episodes[key] = Episode(scope, entity, merchant_id)
+        if abnormal:
+            episode.normal_streak = 0
+            if episode.status != FIRING:
+                episode.status = FIRING
+                namespace = "" if scope == "terminal" else scope
+                episode.alert = alert_id(entity, namespace, now // MICROS, Kind.TERMINAL_INCIDENT)
+                episode.detected_us = now
+                episode.peak = score
+                self.touched.add(EPISODE_PREFIX + key)
+                self._publish(episode, who, row, score, now, resolved=False)
+            elif score > episode.peak:
+                episode.peak = score
+                self.touched.add(EPISODE_PREFIX + key)
+            return episode
+        if episode.status != FIRING:
+            return episode
+        episode.normal_streak += 1
+        self.touched.add(EPISODE_PREFIX + key)
+        if episode.normal_streak >= self.config.clear_steps:
+            self._publish(episode, who, row, episode.peak, now, resolved=True)
+            # Resolved and published: nothing left to remember (a new episode gets a
+            # new id, from its own onset).
+            del self.episodes[key]
+        return episode
+
+    def _publish(
+        self,
+        episode: Episode,
+        who: list[str],
+        row: list[float],
+        score: float,
+        now: int,
+        *,
+        resolved: bool,
+    ) -> None:
+        usual = list(self.scorer.usual())
+        deviations = list(self.scorer.deviations(row)) if who else [0.0] * len(FEATURES)
+        # Attempts are the context of the shares, not a reason: never listed.
+        order = sorted(range(1, len(FEATURES)), key=lambda i: (-deviations[i], i))
+        top = [
+            IncidentFeature(name=FEATURES[i], value=round(row[i], 3), usual=round(usual[i], 3))
+            for i in order[:3]
+        ]
+        cause = incident_cause(row, usual)
+        terminal = episode.entity if episode.scope == "terminal" else None
+        self.outbox.append(
+            Alert(
+                alert_id=episode.alert,
+                kind=Kind.TERMINAL_INCIDENT,
+                status=Status.RESOLVED if resolved else Status.FIRING,
+                terminal_id=terminal,
+                merchant_id=episode.merchant_id,
+                stan=None,
+                transmitted_at=None,
+                card_token=None,
+                currency=None,
+                terminal_amount_minor=None,
+                issuer_amount_minor=None,
+                at_risk_minor=0,
+                evidence=[],
+                detected_at=format_micros(episode.detected_us),
+                explanation=explain_incident(
+                    episode, who, row, usual, cause, resolved, self.config
+                ),
+                probable_cause=cause,
+                severity=severity_of(score),
+                score=round(score, 3),
+                resolved_at=format_micros(now) if resolved else None,
+                resolution=(
+                    f"back to normal for {self.config.clear_steps} checks in a row"
+                    if resolved
+                    else None
+                ),
+                scope=episode.scope,
+                terminals=sorted(who)[:_MAX_LISTED] if who else None,
+                incident_features=None if resolved else top,
+            )
+        )
+
+
+_QUIET_ROW: Final = [0.0] * len(FEATURES)
+_MAX_LISTED: Final = 50
+
+
+def incident_cause(row: Sequence[float], usual: Sequence[float]) -> Cause:
+    """The likeliest cause of an abnormal row, from the evidence pattern.
+
+    Extra debits mean duplicate processing; errors a faulty terminal; timeouts with
+    the bank answering far slower than usual an issuer that slowed past the terminals'
+    timeout; timeouts with a normal bank a network that loses the replies.
+    """
+    values = dict(zip(FEATURES, row, strict=True))
+    typical = dict(zip(FEATURES, usual, strict=True))
+    if values["extra_debit_share"] >= 0.3:
+        return Cause.DUPLICATE_PROCESSING
+    if values["error_share"] >= 0.3 and values["error_share"] >= values["timeout_share"]:
+        return Cause.TERMINAL_FAULT
+    if values["timeout_share"] >= 0.2 or values["failed_but_charged_share"] >= 0.2:
+        slow = max(10.0, 4 * typical["issuer_latency_p95_s"])
+        if values["issuer_latency_p95_s"] >= slow:
+            return Cause.ISSUER_LATE_RESPONSE
+        return Cause.NETWORK_FAILURE
+    if values["declined_share"] >= 0.5:
+        return Cause.ACCOUNT_RESTRICTION
+    return Cause.UNKNOWN
+
+
+def explain_incident(
+    episode: Episode,
+    who: list[str],
+    row: Sequence[float],
+    usual: Sequence[float],
+    cause: Cause,
+    resolved: bool,
+    config: IncidentConfig,
+) -> str:
+    """E.g. "Merchant M-7 (6 terminals): 41 of 45 sales timed out, ... in the last 3
+    minutes. Probable cause: ..."."""
+    values = dict(zip(FEATURES, row, strict=True))
+    typical = dict(zip(FEATURES, usual, strict=True))
+    attempts = int(values["attempts"])
+    minutes = config.window / 60
+    span = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    if episode.scope == "terminal":
+        subject = f"Terminal {episode.entity} at merchant {episode.merchant_id}"
+    else:
+        subject = f"Merchant {episode.entity} ({len(who)} terminals)"
+    if resolved:
+        return f"{subject} is back to normal ({attempts} sales in the last {span} looked usual)."
+    facts = []
+    for name, words in (
+        ("timeout_share", "timed out"),
+        ("error_share", "ended in a terminal error"),
+        ("failed_but_charged_share", "failed on the terminal but were charged"),
+        ("extra_debit_share", "were debited twice"),
+        ("declined_share", "were declined"),
+    ):
+        share = values[name]
+        if share >= 0.2:
+            facts.append(f"{round(share * attempts)} of {attempts} sales {words}")
+    if values["issuer_latency_p95_s"] >= max(5.0, 3 * typical["issuer_latency_p95_s"]):
+        facts.append(
+            f"issuer latency p95 {values['issuer_latency_p95_s']:.1f} s vs "
+            f"{typical['issuer_latency_p95_s']:.1f} s usual"
+        )
+    if not facts:
+        facts.append(f"{attempts} sales with an unusual pattern")
+    cause_words = {
+        Cause.NETWORK_FAILURE: "replies lost on the network",
+        Cause.ISSUER_LATE_RESPONSE: "the bank answering after the terminals' timeout",
+        Cause.TERMINAL_FAULT: "a faulty terminal",
+        Cause.DUPLICATE_PROCESSING: "duplicate processing",
+        Cause.ACCOUNT_RESTRICTION: "the bank declining these cards",
+    }.get(cause, "unknown")
+    return f"{subject}: {', '.join(facts)} in the last {span}. Probable cause: {cause_words}."
+
+
+__all__ = [
+    "EPISODE_PREFIX",
+    "SLOTS_PREFIX",
+    "Episode",
+    "IncidentConfig",
+    "IncidentScorer",
+    "IncidentTracker",
+    "TerminalActivity",
+    "explain_incident",
+    "features",
+    "incident_cause",
+]
