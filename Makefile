@@ -28,7 +28,8 @@ DEMO_SEED ?= 7
 # incidents), deterministic by seed; rebuilt when its code changes. Not committed: a
 # model is data built from code.
 MODEL       := models/data/incident-model.skops
-MODEL_CODE  := models/incidents.py models/incident_features.py models/incident_model.py \
+MODEL_CODE  := models/incidents.py models/incident_state.py models/incident_features.py \
+               models/incident_model.py \
                streams/train.py streams/simulator/profiles.py
 MODEL_TRANSACTIONS ?= 200000
 MODEL_SEED  ?= 101

@@ -42,19 +42,38 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Final, Protocol
 
-import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from models.alerts import Alert, Cause, IncidentFeature, Kind, Status, alert_id
+from models.alerts import Alert, IncidentFeature, Kind, Status, alert_id
 from models.events import Step
+from models.incident_explanation import explain_incident, incident_cause
 from models.incident_features import FEATURES, LATE_ANSWER_S
+from models.incident_state import (
+    APPROVED,
+    ATTEMPTS,
+    CANCELLED,
+    DECLINED,
+    EPISODE_PREFIX,
+    ERROR,
+    EXTRA_DEBITS,
+    FAILED_CHARGED,
+    FIRING,
+    LATE_ANSWERS,
+    NO_EPISODE,
+    RESOLVED,
+    REVERSALS,
+    SLOTS_PREFIX,
+    TIMEOUT,
+    Episode,
+    Slot,
+    TerminalActivity,
+    feature_matrix,
+    features,
+    merchant_of_state,
+)
 from models.instants import MICROS, format_micros
 from models.scorer import severity_of
-
-# Slot counters, in this order (persisted: append only).
-ATTEMPTS, APPROVED, DECLINED, TIMEOUT, ERROR, CANCELLED, REVERSALS = range(7)
-EXTRA_DEBITS, FAILED_CHARGED, LATE_ANSWERS, COUNTERS = 7, 8, 9, 10
 
 _FAILED_OUTCOMES: Final = {
     Step.DECLINED: DECLINED,
@@ -74,11 +93,7 @@ _ANSWER_STEPS: Final = frozenset(
 _ISSUER_FIRST_STEP: Final = int(Step.AUTH_APPROVED)
 _RECORD_SIZE: Final = 21  # models.transaction.RECORD.size; the step is its first byte
 _MAX_LATENCIES: Final = 64  # per slot: enough for the quantiles, bounded memory
-_STATE_VERSION: Final = 2
 _LATE_MS: Final = round(LATE_ANSWER_S * 1000)
-NO_EPISODE: Final = 0
-FIRING: Final = 1
-RESOLVED: Final = 2
 
 
 class IncidentScorer(Protocol):
@@ -118,184 +133,6 @@ class IncidentConfig:
             raise ValueError("incident window and lag must be multiples of step")
         if self.clear_steps < 1:
             raise ValueError("clear_steps must be >= 1")
-
-
-class TerminalActivity:
-    """One terminal's recent slots (durable under ``~slots/<terminal_id>``)."""
-
-    __slots__ = ("merchant_id", "slots", "terminal_id")
-
-    def __init__(self, terminal_id: str, merchant_id: str) -> None:
-        self.terminal_id = terminal_id
-        self.merchant_id = merchant_id
-        # slot number -> (counters, issuer latencies in ms)
-        self.slots: dict[int, tuple[list[int], list[int]]] = {}
-
-    def slot(self, number: int) -> tuple[list[int], list[int]]:
-        found = self.slots.get(number)
-        if found is None:
-            found = self.slots[number] = ([0] * COUNTERS, [])
-        return found
-
-    def to_bytes(self) -> bytes:
-        return _ENCODER.encode((_STATE_VERSION, self.terminal_id, self.merchant_id, self.slots))
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> TerminalActivity:
-        try:
-            version, terminal, merchant, slots = _ACTIVITY.decode(blob)
-        except msgspec.DecodeError as error:
-            raise ValueError(f"not a terminal activity state: {error}") from error
-        if version != _STATE_VERSION:
-            raise ValueError(f"terminal activity version {version} is not {_STATE_VERSION}")
-        activity = cls(terminal, merchant)
-        activity.slots = {n: (list(c), list(lat)) for n, (c, lat) in slots.items()}
-        return activity
-
-
-class Episode:
-    """The incident state of one terminal or merchant (durable under
-    ``~incident/<scope>:<id>``): none yet, firing since ``detected_us``, or resolved."""
-
-    __slots__ = (
-        "alert",
-        "detected_us",
-        "entity",
-        "merchant_id",
-        "normal_streak",
-        "peak",
-        "scope",
-        "status",
-    )
-
-    def __init__(self, scope: str, entity: str, merchant_id: str) -> None:
-        self.scope = scope  # "terminal" or "merchant"
-        self.entity = entity
-        self.merchant_id = merchant_id
-        self.status = NO_EPISODE
-        self.alert = ""
-        self.detected_us = 0
-        self.normal_streak = 0
-        self.peak = 0.0
-
-    @property
-    def key(self) -> str:
-        return f"{self.scope}:{self.entity}"
-
-    def to_bytes(self) -> bytes:
-        return _ENCODER.encode(
-            (
-                _STATE_VERSION,
-                self.scope,
-                self.entity,
-                self.merchant_id,
-                self.status,
-                self.alert,
-                self.detected_us,
-                self.normal_streak,
-                self.peak,
-            )
-        )
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> Episode:
-        try:
-            fields = _EPISODE.decode(blob)
-        except msgspec.DecodeError as error:
-            raise ValueError(f"not an incident episode state: {error}") from error
-        version, scope, entity, merchant, status, alert, detected, streak, peak = fields
-        if version != _STATE_VERSION or scope not in ("terminal", "merchant"):
-            raise ValueError(f"incident episode version {version} / scope {scope!r} unknown")
-        episode = cls(scope, entity, merchant)
-        episode.status, episode.alert, episode.detected_us = status, alert, detected
-        episode.normal_streak, episode.peak = streak, peak
-        return episode
-
-
-def merchant_of_state(blob: bytes) -> str:
-    """The merchant of a stored activity or episode (which join partition owns it)."""
-    try:
-        fields = msgspec.msgpack.decode(blob)
-    except msgspec.DecodeError as error:
-        raise ValueError(f"not an incident state: {error}") from error
-    if not isinstance(fields, list) or len(fields) not in (4, 9):
-        raise ValueError("not an incident state")
-    merchant = fields[2] if len(fields) == 4 else fields[3]
-    if not isinstance(merchant, str):
-        raise ValueError("not an incident state: no merchant")
-    return merchant
-
-
-_ENCODER: Final = msgspec.msgpack.Encoder()
-_ACTIVITY: Final = msgspec.msgpack.Decoder(
-    tuple[int, str, str, dict[int, tuple[list[int], list[int]]]]
-)
-_EPISODE: Final = msgspec.msgpack.Decoder(tuple[int, str, str, str, int, str, int, int, float])
-
-
-Slot = tuple[list[int], list[int]]  # (counters, issuer latencies in ms)
-
-
-def feature_matrix(groups: Sequence[Sequence[Slot]]) -> NDArray[np.float64]:
-    """One :data:`FEATURES` row per group of slots (a terminal's window, or all the
-    windows of a merchant's terminals), computed for all groups at once.
-
-    A step scores every active terminal and merchant; summing their counters and taking
-    the latency quantiles in numpy keeps that a few array operations instead of a Python
-    loop per terminal and counter (measured: docs/incidents.md, "Cost").
-    """
-    sizes = [len(group) for group in groups]
-    owners = np.repeat(np.arange(len(groups)), sizes)
-    counters = np.array(
-        [counts for group in groups for counts, _lat in group], dtype=np.float64
-    ).reshape(-1, COUNTERS)
-    total = np.zeros((len(groups), COUNTERS))
-    np.add.at(total, owners, counters)
-    latency_sizes = [len(lat) for group in groups for _counts, lat in group]
-    latencies = np.array(
-        [ms for group in groups for _counts, lat in group for ms in lat], dtype=np.float64
-    )
-    latency_owners = np.repeat(owners, latency_sizes)
-    attempts = total[:, ATTEMPTS]
-    outcomes = total[:, [APPROVED, DECLINED, TIMEOUT, ERROR, CANCELLED]].sum(axis=1)
-    per_outcome = np.divide(1.0, outcomes, out=np.zeros_like(outcomes), where=outcomes > 0)
-    per_attempt = np.divide(1.0, attempts, out=np.zeros_like(attempts), where=attempts > 0)
-    rows = np.empty((len(groups), len(FEATURES)))
-    rows[:, 0] = attempts
-    for column, counter in enumerate((TIMEOUT, ERROR, DECLINED, CANCELLED), start=1):
-        rows[:, column] = total[:, counter] * per_outcome
-    shares = (REVERSALS, EXTRA_DEBITS, FAILED_CHARGED, LATE_ANSWERS)
-    for column, counter in enumerate(shares, start=5):
-        rows[:, column] = np.minimum(1.0, total[:, counter] * per_attempt)
-    rows[:, 9] = _group_quantile(latencies, latency_owners, len(groups), 0.5) / 1000.0
-    rows[:, 10] = _group_quantile(latencies, latency_owners, len(groups), 0.95) / 1000.0
-    return rows
-
-
-def _group_quantile(
-    values: NDArray[np.float64], owners: NDArray[np.int_], groups: int, q: float
-) -> NDArray[np.float64]:
-    """Per owner, the value at rank ``floor(q * n)`` of its ``n`` sorted values (0: none)."""
-    out = np.zeros(groups)
-    if not len(values):
-        return out
-    order = np.lexsort((values, owners))
-    ordered, by_owner = values[order], owners[order]
-    counts = np.bincount(owners, minlength=groups)
-    starts = np.searchsorted(by_owner, np.arange(groups))
-    present = counts > 0
-    ranks = np.minimum(counts - 1, np.floor(q * counts).astype(np.int_))
-    out[present] = ordered[(starts + ranks)[present]]
-    return out
-
-
-def features(slots: Sequence[Slot]) -> list[float]:
-    """The :data:`FEATURES` row of one window of slots (see :func:`feature_matrix`)."""
-    return [float(value) for value in feature_matrix([slots])[0]]
-
-
-SLOTS_PREFIX: Final = "~slots/"
-EPISODE_PREFIX: Final = "~incident/"
 
 
 class IncidentTracker:
@@ -599,7 +436,7 @@ class IncidentTracker:
                 evidence=[],
                 detected_at=format_micros(episode.detected_us),
                 explanation=explain_incident(
-                    episode, who, row, usual, cause, resolved, self.config
+                    episode, who, row, usual, cause, resolved, self.config.window
                 ),
                 probable_cause=cause,
                 severity=severity_of(score),
@@ -621,81 +458,11 @@ _QUIET_ROW: Final = [0.0] * len(FEATURES)
 _MAX_LISTED: Final = 50
 
 
-def incident_cause(row: Sequence[float], usual: Sequence[float]) -> Cause:
-    """The likeliest cause of an abnormal row, from the evidence pattern.
-
-    Extra debits mean duplicate processing; errors a faulty terminal; timeouts with
-    the bank answering far slower than usual an issuer that slowed past the terminals'
-    timeout; timeouts with a normal bank a network that loses the replies.
-    """
-    values = dict(zip(FEATURES, row, strict=True))
-    typical = dict(zip(FEATURES, usual, strict=True))
-    if values["extra_debit_share"] >= 0.3:
-        return Cause.DUPLICATE_PROCESSING
-    if values["error_share"] >= 0.3 and values["error_share"] >= values["timeout_share"]:
-        return Cause.TERMINAL_FAULT
-    if values["timeout_share"] >= 0.2 or values["failed_but_charged_share"] >= 0.2:
-        slow = max(10.0, 4 * typical["issuer_latency_p95_s"])
-        if values["issuer_latency_p95_s"] >= slow:
-            return Cause.ISSUER_LATE_RESPONSE
-        return Cause.NETWORK_FAILURE
-    if values["declined_share"] >= 0.5:
-        return Cause.ACCOUNT_RESTRICTION
-    return Cause.UNKNOWN
-
-
-def explain_incident(
-    episode: Episode,
-    who: list[str],
-    row: Sequence[float],
-    usual: Sequence[float],
-    cause: Cause,
-    resolved: bool,
-    config: IncidentConfig,
-) -> str:
-    """E.g. "Merchant M-7 (6 terminals): 41 of 45 sales timed out, ... in the last 3
-    minutes. Probable cause: ..."."""
-    values = dict(zip(FEATURES, row, strict=True))
-    typical = dict(zip(FEATURES, usual, strict=True))
-    attempts = int(values["attempts"])
-    minutes = config.window / 60
-    span = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
-    if episode.scope == "terminal":
-        subject = f"Terminal {episode.entity} at merchant {episode.merchant_id}"
-    else:
-        subject = f"Merchant {episode.entity} ({len(who)} terminals)"
-    if resolved:
-        return f"{subject} is back to normal ({attempts} sales in the last {span} looked usual)."
-    facts = []
-    for name, words in (
-        ("timeout_share", "timed out"),
-        ("error_share", "ended in a terminal error"),
-        ("failed_but_charged_share", "failed on the terminal but were charged"),
-        ("extra_debit_share", "were debited twice"),
-        ("declined_share", "were declined"),
-    ):
-        share = values[name]
-        if share >= 0.2:
-            facts.append(f"{round(share * attempts)} of {attempts} sales {words}")
-    if values["issuer_latency_p95_s"] >= max(5.0, 3 * typical["issuer_latency_p95_s"]):
-        facts.append(
-            f"issuer latency p95 {values['issuer_latency_p95_s']:.1f} s vs "
-            f"{typical['issuer_latency_p95_s']:.1f} s usual"
-        )
-    if not facts:
-        facts.append(f"{attempts} sales with an unusual pattern")
-    cause_words = {
-        Cause.NETWORK_FAILURE: "replies lost on the network",
-        Cause.ISSUER_LATE_RESPONSE: "the bank answering after the terminals' timeout",
-        Cause.TERMINAL_FAULT: "a faulty terminal",
-        Cause.DUPLICATE_PROCESSING: "duplicate processing",
-        Cause.ACCOUNT_RESTRICTION: "the bank declining these cards",
-    }.get(cause, "unknown")
-    return f"{subject}: {', '.join(facts)} in the last {span}. Probable cause: {cause_words}."
-
-
 __all__ = [
     "EPISODE_PREFIX",
+    "FIRING",
+    "NO_EPISODE",
+    "RESOLVED",
     "SLOTS_PREFIX",
     "Episode",
     "IncidentConfig",
@@ -705,4 +472,5 @@ __all__ = [
     "explain_incident",
     "features",
     "incident_cause",
+    "merchant_of_state",
 ]

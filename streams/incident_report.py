@@ -29,7 +29,7 @@ def incidents(result: IncidentScore, out: Console, span_days: float | None) -> N
     if result.injected:
         out.print(
             f"incident alerts matching an injected incident: {alerts} "
-            f"({alerts / result.injected:.1f} per incident: one per affected terminal)"
+            f"({alerts / result.injected:.1f} per incident)"
         )
     false = len(result.false_alerts)
     per_day = f" ({false / span_days:.2f} per simulated day)" if span_days else ""
