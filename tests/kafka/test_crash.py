@@ -47,3 +47,7 @@ def test_kill_9_mid_stream_then_restart(
     assert before > 0
     assert firing_set(alerts) == firing_set(replay_alerts(capture_10k, tmp_path, settings))
     assert duplicates(alerts) == []
+    # The capture's final far-future watermark passes every regulatory deadline: the INR
+    # ghosts are re-published escalated, once each, across the crash too.
+    escalated = [a.alert_id for a in alerts if a.deadline_passed]
+    assert escalated and len(escalated) == len(set(escalated))
