@@ -409,7 +409,7 @@ class Reconciler:
                     txn.alerts = {}
                 txn.alerts[kind] = (FIRING, detected_us)
                 self._publish(txn, kind, facts, Status.FIRING, close_at, detected_us)
-                self._schedule_deadline(txn, kind, now)
+                self._schedule_deadline(txn, kind, now, facts)
             else:
                 assert txn.alerts is not None
                 first_detected = txn.alerts[kind][1]
@@ -439,9 +439,7 @@ class Reconciler:
         terminal_id, stan, second = split_key(txn.key)
         followup = txn.followup if txn.followup != FOLLOWUP_UNKNOWN else FOLLOWUP_NONE
         issuer = facts.issuer_amount
-        currency = facts.tally.terminal_currency
-        if currency is None and issuer is not None:
-            currency = issuer[1]
+        currency = _alert_currency(facts)
         policy, deadline = self._deadline(kind, currency, second)
         # Scored at the window close (a verdict made later, at a far-future watermark,
         # is not older for it), or at the deadline when escalating.
@@ -502,11 +500,10 @@ class Reconciler:
     ) -> tuple[DeadlinePolicy, int | None]:
         return self.deadlines.due(kind, currencies.alpha_of(currency), second * MICROS)
 
-    def _schedule_deadline(self, txn: Txn, kind: Kind, now: int) -> None:
+    def _schedule_deadline(self, txn: Txn, kind: Kind, now: int, facts: Facts) -> None:
         """Watch a newly firing alert's deadline (if its policy sets one)."""
-        facts_currency = _alert_currency(txn)
         _terminal, _stan, second = split_key(txn.key)
-        _policy, deadline = self._deadline(kind, facts_currency, second)
+        _policy, deadline = self._deadline(kind, _alert_currency(facts), second)
         if deadline is None:
             return
         if deadline < now and now != FOREVER:
@@ -549,17 +546,18 @@ class Reconciler:
                 self._expiring.add(close_at + self._retention_us, key)
             by_time.append((second, terminal_id, key))
             txn = self.store[key]
-            for kind, (status, _detected) in (txn.alerts or {}).items():
-                if status == FIRING:
-                    self._schedule_deadline(txn, Kind(kind), now)
+            firing = [kind for kind, (status, _) in (txn.alerts or {}).items() if status == FIRING]
+            if firing:
+                facts = fold(txn)
+                for kind in firing:
+                    self._schedule_deadline(txn, Kind(kind), now, facts)
         by_time.sort()
         for second, terminal_id, key in by_time:
             self._remember(terminal_id, key, second)
 
 
-def _alert_currency(txn: Txn) -> int | None:
+def _alert_currency(facts: Facts) -> int | None:
     """The alert's currency as :meth:`Reconciler._publish` picks it (terminal's first)."""
-    facts = fold(txn)
     if facts.tally.terminal_currency is not None:
         return facts.tally.terminal_currency
     issuer = facts.issuer_amount
