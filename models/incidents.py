@@ -264,7 +264,22 @@ class IncidentTracker:
                 self._scored = target
                 return
             self._scored += 1
-            self._step(self._scored)
+            if not self._step(self._scored):
+                self._skip_quiet_steps(target)
+
+    def _skip_quiet_steps(self, target: int) -> None:
+        """After a step with nothing to score and no incident firing, go straight to the
+        step before the earliest slot can enter a window.
+
+        Without it, a stream time that jumps far ahead (a far-future watermark, the end of
+        a capture) while some terminal holds a slot keyed far ahead (a terminal whose
+        clock says 2030) would be walked through 15 s at a time.
+        """
+        if any(e.status == FIRING for e in self.episodes.values()) or not self.terminals:
+            return
+        earliest = min(min(a.slots) for a in self.terminals.values())
+        assert self._scored is not None
+        self._scored = max(self._scored, min(target, earliest + self._lag_slots))
 
     def next_due(self) -> int | None:
         """The stream time the next step needs to pass (None: nothing to score), so idle
@@ -286,8 +301,9 @@ class IncidentTracker:
         # Slot boundaries passed: stream time T passes boundary b*step when T > b*step.
         return (stream_time - 1) // self._step_us if stream_time > 0 else 0
 
-    def _step(self, boundary: int) -> None:
-        """Score every terminal and merchant with recent traffic at ``boundary``."""
+    def _step(self, boundary: int) -> bool:
+        """Score every terminal and merchant with recent traffic at ``boundary``; False
+        when there was nothing to score."""
         last = boundary - self._lag_slots  # exclusive
         first = last - self._window_slots
         windows: dict[str, list[Slot]] = {}
@@ -352,6 +368,7 @@ class IncidentTracker:
             self._judge(
                 episode.scope, episode.entity, episode.merchant_id, [], _QUIET_ROW, False, 0.0, now
             )
+        return bool(subjects or quiet)
 
     def _firing(self, key: str) -> bool:
         episode = self.episodes.get(key)

@@ -6,6 +6,7 @@ tests pin the tracker's bookkeeping, not the model (tests/models/test_incident_m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -197,3 +198,17 @@ def test_a_merchant_wide_failure_is_one_merchant_incident() -> None:
     assert fired.terminal_id is None and fired.merchant_id == "M-001"
     assert fired.terminals == ["T-1", "T-2", "T-3"]
     assert fired.explanation.startswith("Merchant M-001 (3 terminals):")
+
+
+def test_a_slot_keyed_years_ahead_does_not_make_stream_time_crawl() -> None:
+    """A terminal whose clock says 2030 leaves a slot far ahead; a far-future watermark
+    must not walk the 15 s steps up to it one by one (that would take hours)."""
+    reconciler, tracker = make()
+    sale(reconciler, 1, 0, "approved")
+    four_years = 4 * 365 * 86400
+    apply(reconciler, "terminal", event("request", four_years, stan="000002", tx=four_years))
+    both_to(reconciler, 600)
+    started = time.perf_counter()
+    both_to(reconciler, 5 * 365 * 86400)
+    assert time.perf_counter() - started < 2.0
+    assert tracker.terminals == {}  # every slot scored and dropped
