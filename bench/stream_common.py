@@ -38,7 +38,6 @@ from kafka.errors import KafkaError  # noqa: E402
 
 from streams import kafka_local  # noqa: E402
 from streams.cluster import WorkerProcess, consumer_lag  # noqa: E402
-from streams.kafka_clients import admin, consumer, topic_partitions  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
 # streams/kafka_local.py runs the broker with the C1 JIT only, to start fast in tests,
@@ -231,27 +230,6 @@ def group_coordinator_ready(settings: Settings, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def lag_by_topic(settings: Settings) -> dict[str, int]:
-    """``streams.cluster.consumer_lag``, per input and re-keyed topic (for a failure)."""
-    topics = [settings.terminal_topic, settings.issuer_topic, settings.repartition_topic]
-    reader = consumer(settings)
-    try:
-        partitions = [tp for topic in topics for tp in topic_partitions(reader, topic)]
-        ends: dict[Any, int] = reader.end_offsets(partitions)
-    finally:
-        reader.close()
-    with admin(settings) as client:
-        committed = client.list_group_offsets(settings.app_id).get(settings.app_id, {})
-    out = dict.fromkeys(topics, 0)
-    for tp in partitions:
-        out[tp.topic] += max(0, ends[tp] - _offset(committed.get(tp)))
-    return out
-
-
-def _offset(committed: Any) -> int:
-    return committed.offset if committed is not None and committed.offset >= 0 else 0
 
 
 def caught_up(

@@ -61,7 +61,6 @@ from bench.stream_common import (  # noqa: E402
     code_state,
     fresh_settings,
     group_coordinator_ready,
-    lag_by_topic,
     load_average,
     loaded,
     local_broker,
@@ -70,6 +69,7 @@ from bench.stream_common import (  # noqa: E402
 )
 from models.config import ConfigError, DetectionConfig  # noqa: E402
 from models.final_states import ALERT_DECODER, firing_set  # noqa: E402
+from streams.cluster import lag_by_topic  # noqa: E402
 from streams.kafka_clients import partition_counts, read_topic  # noqa: E402
 from streams.produce import ProduceSummary, produce_capture  # noqa: E402
 from streams.replay import replay  # noqa: E402

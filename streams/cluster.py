@@ -146,8 +146,9 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def consumer_lag(settings: Settings) -> int:
-    """Messages of the input and re-keyed topics the workers have not committed yet."""
+def lag_by_topic(settings: Settings) -> dict[str, int]:
+    """Messages of each input topic and of the re-keyed topic that the workers have not
+    committed yet."""
     topics = [settings.terminal_topic, settings.issuer_topic, settings.repartition_topic]
     reader = consumer(settings)
     try:
@@ -164,11 +165,16 @@ def consumer_lag(settings: Settings) -> int:
             if not error.retriable:
                 raise
             committed = {}
-    lag = 0
+    lag = dict.fromkeys(topics, 0)
     for tp, end in ends.items():
         done = committed.get(tp)
-        lag += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
+        lag[tp.topic] += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
     return lag
+
+
+def consumer_lag(settings: Settings) -> int:
+    """Messages of the input and re-keyed topics the workers have not committed yet."""
+    return sum(lag_by_topic(settings).values())
 
 
 def _lag_or_none(settings: Settings) -> int | None:
