@@ -29,7 +29,7 @@ DEMO_SEED ?= 7
 # model is data built from code.
 MODEL       := models/data/incident-model.skops
 MODEL_CODE  := models/incidents.py models/incident_state.py models/incident_features.py \
-               models/incident_model.py \
+               models/incident_model.py models/incident_model_file.py \
                streams/train.py streams/simulator/profiles.py
 MODEL_TRANSACTIONS ?= 200000
 MODEL_SEED  ?= 101

@@ -2,7 +2,7 @@
 
 The tracker (:mod:`models.incidents`) scores through the
 :class:`~models.incidents.IncidentScorer` protocol; a loaded model
-(:class:`~models.incident_model.LoadedModel`) is one, scoring all of a step's rows in
+(:class:`~models.incident_model_file.LoadedModel`) is one, scoring all of a step's rows in
 one call (scikit-learn's per-call overhead is paid once per step, not per terminal).
 :class:`RecordingScorer` is what ``debitwatch train`` replays the captures with: it
 collects every row and calls none abnormal, so training sees exactly the rows the
@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from models.incident_features import FEATURES
-from models.incident_model import LoadedModel, load_model
+from models.incident_model_file import LoadedModel, load_model
 
 DEFAULT_MODEL: Final = Path(__file__).parent / "data" / "incident-model.skops"
 

@@ -98,7 +98,7 @@ _LATE_MS: Final = round(LATE_ANSWER_S * 1000)
 
 class IncidentScorer(Protocol):
     """What the tracker needs of the model (:class:`models.incident_model.IncidentModel`
-    behind :class:`models.incident_model.LoadedModel`)."""
+    behind :class:`models.incident_model_file.LoadedModel`)."""
 
     def assess(self, rows: NDArray[np.float64]) -> list[tuple[bool, float]]:
         """(abnormal, anomaly score in [0, 1]) per row of :data:`FEATURES` values."""

@@ -29,7 +29,7 @@ from models.config import ConfigError, DetectionConfig, load_config
 from models.deadlines import DeadlineConfig, load_deadline_config
 from models.evaluation import evaluate, evaluate_incidents
 from models.final_states import ALERT_DECODER
-from models.incident_model import LoadedModel, ModelError
+from models.incident_model_file import LoadedModel, ModelError
 from models.incident_scoring import load_scorer
 from models.truth import IncidentTruth, TruthRecord, decode_truth_line
 from streams import incident_report, report, train_cli

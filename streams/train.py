@@ -22,7 +22,8 @@ from typing import Final
 import numpy as np
 
 from models.config import DetectionConfig
-from models.incident_model import IncidentModel, save_model
+from models.incident_model import IncidentModel
+from models.incident_model_file import save_model
 from models.incident_scoring import RecordingScorer
 from models.incidents import IncidentConfig
 from streams.replay import replay

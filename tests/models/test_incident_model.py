@@ -20,11 +20,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from models.data.incident_synthetic import INCIDENT_KINDS, incident_rows, normal_rows
 from models.incident_features import FEATURES
-from models.incident_model import (
-    ANOMALY_SCALE,
+from models.incident_model import ANOMALY_SCALE, MODEL_VERSION, IncidentModel
+from models.incident_model_file import (
     FORMAT_VERSION,
-    MODEL_VERSION,
-    IncidentModel,
     LoadedModel,
     ModelError,
     load_model,

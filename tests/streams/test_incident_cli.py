@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.incident_features import FEATURES
-from models.incident_model import load_model
+from models.incident_model_file import load_model
 from models.incident_scoring import DEFAULT_MODEL
 from streams.cli import main
 from streams.train import captures_hash
