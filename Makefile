@@ -34,7 +34,7 @@ MODEL_CODE  := models/incidents.py models/incident_state.py models/incident_feat
 MODEL_TRANSACTIONS ?= 200000
 MODEL_SEED  ?= 101
 
-.PHONY: install system kafka-jars model demo demo-offline test lint typecheck unit bench bench-stream profile clean
+.PHONY: install system test-tools kafka-jars model demo demo-offline test lint typecheck unit bench bench-stream profile clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" && command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -77,20 +77,38 @@ typecheck: install
 	$(BIN)/mypy
 
 # The integration tests and the demo run a real Kafka broker from the official jars:
-# Java 17+ and Maven from Debian when missing (as root: CI), then the jars via Maven.
-system:
-	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { \
+# What runs besides Python, from Debian's packages when missing (as root: CI), as
+# command:package pairs. The broker's jars need Java 17+ and Maven (demo and tests); the
+# tests also run Prometheus (promtool), Alertmanager (amtool), docker-compose (`config`
+# needs no engine) on deploy/, Chromium for the triage page, kcat for the runbooks.
+KAFKA_TOOLS := java:openjdk-17-jre-headless mvn:maven
+TEST_TOOLS  := prometheus:prometheus promtool:prometheus amtool:prometheus-alertmanager \
+               prometheus-alertmanager:prometheus-alertmanager \
+               docker-compose:docker-compose chromium:chromium kcat:kcat
+define debian_tools
+	@missing=""; for pair in $(1); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends $$(echo $$missing | tr ' ' '\n' | sort -u); \
 	  else \
-	    echo "the local Kafka needs Java 17+ and Maven (Debian: apt-get install openjdk-17-jre-headless maven)" >&2; \
+	    echo "debitwatch needs these Debian packages:$$missing (apt-get install ...)" >&2; \
 	    exit 1; \
-	  fi; }
+	  fi; \
+	fi
+endef
+
+system:
+	$(call debian_tools,$(KAFKA_TOOLS))
+
+test-tools:
+	$(call debian_tools,$(TEST_TOOLS))
 
 kafka-jars: install system
 	$(BIN)/python -c "from streams.kafka_local import ensure_jars; print(ensure_jars())"
 
-unit: install kafka-jars model
+unit: install test-tools kafka-jars model
 	$(BIN)/pytest
 
 test: lint typecheck unit

@@ -170,6 +170,12 @@ class Reconciler:
         return min(dues) if dues else None
 
     @property
+    def oldest_open_us(self) -> int | None:
+        """The sale time of the oldest transaction whose window is still open."""
+        earliest = self._closing.earliest()
+        return None if earliest is None else earliest - self._window_us
+
+    @property
     def open_transactions(self) -> int:
         """Transactions whose window has not closed yet."""
         return len(self._closing)
@@ -439,7 +445,7 @@ class Reconciler:
         terminal_id, stan, second = split_key(txn.key)
         followup = txn.followup if txn.followup != FOLLOWUP_UNKNOWN else FOLLOWUP_NONE
         issuer = facts.issuer_amount
-        currency = _alert_currency(facts)
+        currency = alert_currency(facts)
         policy, deadline = self._deadline(kind, currency, second)
         # Scored at the window close (a verdict made later, at a far-future watermark,
         # is not older for it), or at the deadline when escalating.
@@ -503,7 +509,7 @@ class Reconciler:
     def _schedule_deadline(self, txn: Txn, kind: Kind, now: int, facts: Facts) -> None:
         """Watch a newly firing alert's deadline (if its policy sets one)."""
         _terminal, _stan, second = split_key(txn.key)
-        _policy, deadline = self._deadline(kind, _alert_currency(facts), second)
+        _policy, deadline = self._deadline(kind, alert_currency(facts), second)
         if deadline is None:
             return
         if deadline < now and now != FOREVER:
@@ -556,7 +562,7 @@ class Reconciler:
             self._remember(terminal_id, key, second)
 
 
-def _alert_currency(facts: Facts) -> int | None:
+def alert_currency(facts: Facts) -> int | None:
     """The alert's currency as :meth:`Reconciler._publish` picks it (terminal's first)."""
     if facts.tally.terminal_currency is not None:
         return facts.tally.terminal_currency
@@ -570,4 +576,4 @@ def _outcome_word(facts: Facts) -> str | None:
     return None if facts.outcome is None else STEP_OUTCOME[facts.outcome]
 
 
-__all__ = ["Applied", "Reconciler", "Stats"]
+__all__ = ["Applied", "Reconciler", "Stats", "alert_currency"]

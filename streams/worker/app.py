@@ -29,13 +29,22 @@ import faust.streams
 import mode
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT
 
 from models.dead_letter import DeadLetter
 from models.events import Source
 from models.incident_scoring import load_scorer
 from models.incidents import merchant_of_state
+from models.stream_time import NEVER
 from models.transaction import Txn
+from streams.metrics import (
+    ObservedScorer,
+    PartitionView,
+    StateCollector,
+    WorkerMetrics,
+    version,
+)
 from streams.settings import Settings
 from streams.worker import handoff
 from streams.worker.ingest import route
@@ -48,6 +57,7 @@ from streams.worker.partition_state import (
     published_since,
 )
 from streams.worker.state_writer import CHECKPOINT_PREFIX, StateWriter, checkpoint_key
+from streams.worker.web import install_metrics_page
 from streams.worker.wire import ORIGIN_HEADER, TICK_KEY, encode_control, join_partition
 
 log = logging.getLogger("debitwatch.worker")
@@ -86,7 +96,14 @@ def create_app(settings: Settings) -> faust.App:
     skew = timedelta(seconds=settings.detection.max_clock_skew)
     # Loaded at start: a missing or mismatched model stops the worker here, with the
     # reason, instead of on the first partition it is given.
-    incident_scorer = load_scorer(settings.incident_model)
+    loaded_model = load_scorer(settings.incident_model)
+    metrics = WorkerMetrics(
+        version=version(),
+        model_version="none" if loaded_model is None else loaded_model.metadata.model_version,
+    )
+    incident_scorer = (
+        None if loaded_model is None else ObservedScorer(loaded_model, metrics.incident_score)
+    )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(settings.terminal_topic, settings.issuer_topic, **raw)
     rekeyed = app.topic(settings.repartition_topic, partitions=settings.partitions, **raw)
@@ -130,6 +147,7 @@ def create_app(settings: Settings) -> faust.App:
     writer = StateWriter(app, txns, on_failure=fail)
 
     async def send_dead(record: DeadLetter) -> None:
+        metrics.rejected.labels(reason=str(record.reason)).inc()
         await send(dlq, None, _ENCODER.encode(record))
 
     @app.task  # type: ignore[untyped-decorator]
@@ -142,6 +160,7 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_size, within=settings.batch_within
         ):
+            counts: collections.Counter[tuple[str, str]] = collections.Counter()
             for event in events:
                 message = event.message
                 source: Source = (
@@ -156,12 +175,14 @@ def create_app(settings: Settings) -> faust.App:
                     join_partitions=settings.partitions,
                     input_partitions=input_partitions(message.topic),
                     max_clock_skew=skew,
+                    counts=counts,
                 )
                 if isinstance(routed, DeadLetter):
                     await send_dead(routed)
                     continue
                 for out in routed:
                     await send(rekeyed, out.key, out.value, out.partition, out.headers)
+            metrics.count_events(counts)
 
     def assigned_partitions() -> set[int]:
         return {
@@ -206,7 +227,9 @@ def create_app(settings: Settings) -> faust.App:
             {p: (saved[p].alerts_offset if p in saved else 0) for p in missing}
         )
         now = wall_us()
+        restored = 0
         for partition in sorted(missing):
+            restored += len(by_partition[partition])
             states[partition] = PartitionState(
                 partition,
                 settings.detection,
@@ -217,12 +240,15 @@ def create_app(settings: Settings) -> faust.App:
                 incidents=incident_scorer,
                 deadlines=settings.deadlines,
             )
+        took = time.monotonic() - started
+        metrics.recovery.set(took)
+        metrics.recovered_states.inc(restored)
         log.info(
             "restored partitions %s: %d states (%d unreadable) in %.1f s",
             sorted(missing),
-            sum(len(v) for v in by_partition.values()),
+            restored,
             unreadable,
-            time.monotonic() - started,
+            took,
         )
 
     async def read_published(
@@ -255,6 +281,10 @@ def create_app(settings: Settings) -> faust.App:
             await consumer.stop()
         return {p: published_since(v) for p, v in values.items()}
 
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def count_rebalance(sender: Any, assigned: set[TP], **_: Any) -> None:
+        metrics.rebalances.inc()
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget(sender: Any, revoked: set[TP], **_: Any) -> None:
         for tp in revoked:
@@ -265,13 +295,15 @@ def create_app(settings: Settings) -> faust.App:
         """Alerts first (acknowledged), then dead letters, then the state, checkpoint last
         (one changelog partition: Kafka keeps them in this order)."""
         partition = state.partition
+        fresh = state.take_alerts()
         pending = [
             await send(alerts, alert.alert_id.encode(), _ENCODER.encode(alert), partition)
-            for alert in state.take_alerts()
+            for alert in fresh
         ]
         if pending:
             delivered = await asyncio.gather(*pending)
             state.alerts_offset = max(meta.offset for meta in delivered) + 1
+            metrics.count_alerts(fresh, wall_us())
         for record in dead:
             await send_dead(record)
         records: list[tuple[bytes, bytes | None]] = [
@@ -287,6 +319,7 @@ def create_app(settings: Settings) -> faust.App:
         ):
             async with lock:
                 await ensure_loaded()
+                began = time.perf_counter()
                 by_partition: dict[int, list[EventT[bytes]]] = collections.defaultdict(list)
                 for event in events:
                     by_partition[event.message.partition].append(event)
@@ -297,6 +330,11 @@ def create_app(settings: Settings) -> faust.App:
                         continue  # revoked while buffered: its new owner reprocesses it
                     dead = state.feed([_incoming(event) for event in group], now)
                     await publish(state, dead)
+                    late, duplicates = state.counts_since_last()
+                    metrics.late.inc(late)
+                    metrics.duplicates.inc(duplicates)
+                metrics.batch_events.inc(len(events))
+                metrics.batch_duration.observe(time.perf_counter() - began)
 
     @app.timer(interval=settings.tick_interval)  # type: ignore[untyped-decorator]
     async def idle_advance() -> None:
@@ -310,8 +348,74 @@ def create_app(settings: Settings) -> faust.App:
                 for tick in state.due_ticks(now):
                     await send(rekeyed, TICK_KEY, encode_control(tick), partition)
 
+    def ready() -> bool:
+        """Every assigned partition's state is restored (what /readyz answers)."""
+        if app.rebalancing or app.in_recovery:
+            return False
+        try:
+            assigned = assigned_partitions()
+        except ConsumerNotStarted:
+            return False
+        return bool(app.consumer.assignment()) and assigned <= states.keys()
+
+    def views() -> dict[int, PartitionView]:
+        return {p: _view(state) for p, state in list(states.items())}
+
+    metrics.registry.register(
+        StateCollector(views, data_dir=settings.data_dir, lag=lambda: _consumer_lag(app, settings))
+    )
+
+    # The web port (docs/api.md, docs/metrics.md) and the webhook sink (docs/webhooks.md).
+    install_metrics_page(app, metrics, ready)
+
     app.debitwatch_states = states  # type: ignore[attr-defined]  # for the web views
+    app.debitwatch_metrics = metrics  # type: ignore[attr-defined]
+    app.debitwatch_ready = ready  # type: ignore[attr-defined]
     return app
+
+
+def _view(state: PartitionState) -> PartitionView:
+    reconciler = state.reconciler
+    return PartitionView(
+        open_transactions=lambda: reconciler.open_transactions,
+        oldest_open_us=lambda: reconciler.oldest_open_us,
+        stream_time_us=lambda: (
+            None if reconciler.progress.stream_time <= NEVER else reconciler.progress.stream_time
+        ),
+        exposure=state.exposure.totals,
+        incidents_firing=state.incidents_firing,
+    )
+
+
+def _consumer_lag(app: faust.App, settings: Settings) -> dict[str, int]:
+    """Messages behind the last fetched high-water mark, per input stream, of this
+    worker's assigned partitions (Faust keeps the read offsets; no broker round trip)."""
+    consumer = app.consumer
+    streams = {
+        settings.terminal_topic: "terminal",
+        settings.issuer_topic: "issuer",
+        settings.repartition_topic: "by_merchant",
+    }
+    lag: dict[str, int] = dict.fromkeys(streams.values(), 0)
+    try:
+        assignment = consumer.assignment()
+    except ConsumerNotStarted:
+        return lag
+    # Faust's own records of the last offset read and committed per partition.
+    read, committed = consumer._read_offset, consumer._committed_offset  # type: ignore[attr-defined]
+    for tp in assignment:
+        stream = streams.get(tp.topic)
+        if stream is None:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not fetched yet (no metadata for it): nothing known to be behind
+            continue
+        last = read.get(tp)
+        done = last + 1 if last is not None else committed.get(tp)
+        if done is not None:
+            lag[stream] += max(0, (highwater or 0) - done)
+    return lag
 
 
 def _incoming(event: EventT[bytes]) -> Incoming:

@@ -9,6 +9,7 @@ with its topic, partition and offset, its card numbers masked (CONTRACT §5, §6
 
 from __future__ import annotations
 
+import collections
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -47,11 +48,13 @@ def route(
     join_partitions: int,
     input_partitions: int,
     max_clock_skew: timedelta,
+    counts: collections.Counter[tuple[str, str]] | None = None,
 ) -> list[Send] | DeadLetter:
     """Where one input message goes: the join partition(s) it feeds, or the DLQ.
 
     A valid event goes to one partition, keyed by its transaction key; a watermark is
     copied to every partition (CONTRACT §1.3), tagged with its input partition.
+    ``counts``, if given, counts each valid event by (source, type), for the metrics.
     """
     if raw is None:  # a tombstone on an input topic: nothing to judge, but say so
         return dead_letter(
@@ -74,6 +77,8 @@ def route(
             partition=partition,
             offset=offset,
         )
+    if counts is not None:
+        counts[(source, type(event).__struct_config__.tag)] += 1  # type: ignore[index]
     if type(event) is Watermark:
         control = encode_control(
             WatermarkControl(

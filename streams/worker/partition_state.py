@@ -37,6 +37,7 @@ from models.config import DetectionConfig
 from models.dead_letter import DeadLetter, dead_letter
 from models.deadlines import DeadlineConfig
 from models.events import Source
+from models.exposure import Exposure
 from models.incidents import (
     EPISODE_PREFIX,
     SLOTS_PREFIX,
@@ -146,6 +147,9 @@ class PartitionState:
             incidents=tracker,
             deadlines=deadlines,
         )
+        # The money at risk of the alerts firing now (the metrics' gauge).
+        self.exposure = Exposure.of_states(store.values())
+        self._reported = (0, 0)  # late and duplicate events already counted in metrics
         self._published = self._not_yet_in_state(published)
         self._idle = IdleAdvance(config.idle_advance)
         progress = self.reconciler.progress
@@ -293,6 +297,7 @@ class PartitionState:
     def take_alerts(self) -> list[Alert]:
         """Alert state changes to publish: the core's, minus those already published."""
         alerts = self.reconciler.take_alerts()
+        self.exposure.apply(alerts)
         published = self._published
         if not published:
             return alerts
@@ -316,11 +321,29 @@ class PartitionState:
         writes: list[tuple[str, bytes | None]] = []
         for key in touched:
             txn = store.get(key)
+            if txn is None:
+                self.exposure.forget(key)
             writes.append((key, None if txn is None else txn.to_bytes()))
         tracker = self.reconciler.incidents
         if tracker is not None:
             writes.extend(tracker.take_touched())
         return writes
+
+    def counts_since_last(self) -> tuple[int, int]:
+        """Late and duplicate events since the last call (what the metrics add)."""
+        stats = self.reconciler.stats
+        late, duplicates = self._reported
+        self._reported = (stats.late, stats.duplicates)
+        return stats.late - late, stats.duplicates - duplicates
+
+    def incidents_firing(self) -> dict[str, int]:
+        """Firing incidents by scope (terminal, merchant)."""
+        tracker = self.reconciler.incidents
+        counts: dict[str, int] = {}
+        for episode in tracker.episodes.values() if tracker is not None else ():
+            if episode.status == INCIDENT_FIRING:
+                counts[episode.scope] = counts.get(episode.scope, 0) + 1
+        return counts
 
     def checkpoint(self) -> Checkpoint:
         progress = self.reconciler.progress
