@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from streams.kafka_cli import add_kafka_parser
 from streams.kafka_tools_cli import add_parsers as add_kafka_tools
 from streams.replay import replay
 from streams.settings import Settings
+from streams.webhooks import receiver_cli as webhook_receiver_cli
 
 EXIT_OK = 0
 EXIT_THRESHOLD = 1
@@ -169,9 +171,12 @@ def stream_settings(config: Path | None) -> Settings:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.run import run_worker  # noqa: PLC0415 (Faust loads slowly)
 
+    if args.config is not None:
+        # The webhook endpoints ([[webhooks]]) are read from the same file, by name.
+        os.environ["DEBITWATCH_CONFIG"] = str(args.config)
     try:
         run_worker(stream_settings(args.config), web_port=args.web_port, loglevel=args.loglevel)
-    except ModelError as error:  # checked when the app is built, before Kafka is touched
+    except (ModelError, ConfigError) as error:  # checked when the app is built, before Kafka
         raise CliError(str(error), EXIT_CONFIG) from error
     return EXIT_OK
 
@@ -332,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_kafka_parser(commands)
     add_kafka_tools(commands)
     train_cli.add_parser(commands)
+    webhook_receiver_cli.add_parser(commands)
 
     wk = commands.add_parser(
         "worker",

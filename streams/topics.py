@@ -12,8 +12,12 @@ with ``min.compaction.lag.ms`` of a day, so a consumer tailing it never misses a
 intermediate state change (a ``firing`` later superseded by ``resolved``) unless it
 has been away for more than a day.
 
+The webhook sink (docs/webhooks.md) has two more: its dead letters and the changelog of
+its retry table, made whether or not an endpoint is configured yet, so configuring one
+later needs no new ``topics create``.
+
 >>> [spec.partitions for spec in topic_specs(Settings(partitions=8))]
-[4, 4, 8, 8, 4, 8, 8]
+[4, 4, 8, 8, 4, 4, 8, 8]
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from kafka.errors import KafkaError
 
 from streams.kafka_clients import BrokerError, admin, describe
 from streams.settings import Settings
+from streams.webhooks.config import changelog_topic as webhooks_changelog
+from streams.webhooks.config import dlq_topic as webhooks_dlq
 
 ALERTS_MIN_COMPACTION_LAG_MS: Final = 86_400_000
 _TOPIC_ALREADY_EXISTS: Final = 36
@@ -59,7 +65,7 @@ def _ms(seconds: float) -> str:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The five topics, inputs first, then the workers' two changelogs."""
+    """The topics, inputs first, then the dead letters, then the workers' changelogs."""
     inputs = {"cleanup.policy": "delete", "retention.ms": _ms(settings.input_retention)}
     replication = settings.replication
     return [
@@ -88,12 +94,24 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             {"cleanup.policy": "delete", "retention.ms": _ms(settings.dlq_retention)},
             exact_partitions=False,
         ),
+        TopicSpec(
+            webhooks_dlq(settings), "webhook dead letters", settings.input_partitions,
+            replication,
+            {"cleanup.policy": "delete", "retention.ms": _ms(settings.dlq_retention)},
+            exact_partitions=False,
+        ),
         *(
             TopicSpec(
                 name, "worker state (changelog)", settings.partitions, replication,
                 {"cleanup.policy": "compact"}, exact_partitions=True,
             )
             for name in settings.changelog_topics
+        ),
+        # Co-partitioned with the alerts topic: partition p's undelivered webhooks.
+        TopicSpec(
+            webhooks_changelog(settings), "webhook retry state (changelog)",
+            settings.partitions, replication, {"cleanup.policy": "compact"},
+            exact_partitions=True,
         ),
     ]  # fmt: skip
 

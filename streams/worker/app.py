@@ -46,6 +46,7 @@ from streams.metrics import (
     version,
 )
 from streams.settings import Settings
+from streams.webhooks import install_webhooks
 from streams.worker import handoff
 from streams.worker.ingest import route
 from streams.worker.partition_state import (
@@ -367,6 +368,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # The web port (docs/api.md, docs/metrics.md) and the webhook sink (docs/webhooks.md).
     install_metrics_page(app, metrics, ready)
+    install_webhooks(app, settings)
 
     app.debitwatch_states = states  # type: ignore[attr-defined]  # for the web views
     app.debitwatch_metrics = metrics  # type: ignore[attr-defined]

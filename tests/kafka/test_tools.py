@@ -63,10 +63,10 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 def test_create_topics_twice_is_idempotent_and_check_is_clean(settings):
     first = create_topics(settings)
-    # two inputs, the re-keyed topic, alerts, DLQ and the workers' state changelog
-    assert [outcome.created for outcome in first] == [True] * 6
+    # two inputs, the re-keyed topic, alerts, the two DLQs and the two state changelogs
+    assert [outcome.created for outcome in first] == [True] * 8
     second = create_topics(settings)
-    assert [outcome.created for outcome in second] == [False] * 6
+    assert [outcome.created for outcome in second] == [False] * 8
     partitions = {outcome.name: outcome.partitions for outcome in second}
     assert partitions[settings.alerts_topic] == settings.partitions
     assert partitions[settings.repartition_topic] == settings.partitions
@@ -82,7 +82,7 @@ def test_check_reports_missing_wrongly_sized_and_uncompacted_topics(settings):
             wait_for_metadata=True,
         )
     problems = check_topics(settings)
-    assert sum("missing" in problem for problem in problems) == 5  # all but alerts
+    assert sum("missing" in problem for problem in problems) == 7  # all but alerts
     alerts = [problem for problem in problems if problem.startswith(settings.alerts_topic)]
     assert len(alerts) == 2
     assert "2 partitions, expected 4" in alerts[0]
