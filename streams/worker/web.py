@@ -20,9 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.metrics import WorkerMetrics
 
 
-def install_metrics_page(
-    app: faust.App, metrics: WorkerMetrics, ready: Callable[[], bool]
-) -> None:
+def install_metrics_page(app: faust.App, metrics: WorkerMetrics, ready: Callable[[], bool]) -> None:
     """Add /metrics, /healthz and /readyz to ``app``'s web server."""
 
     @app.page("/metrics")
