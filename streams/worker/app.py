@@ -38,6 +38,7 @@ from models.incident_scoring import load_scorer
 from models.incidents import merchant_of_state
 from models.stream_time import NEVER
 from models.transaction import Txn
+from streams.api.routes import install_api
 from streams.metrics import (
     ObservedScorer,
     PartitionView,
@@ -83,6 +84,13 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_port=settings.web_port,
+        # Faust's own pages would serve table contents (/table/) and the cluster's
+        # addresses (/router/) without the API token; the API routes by itself
+        # (streams/api/peers.py), so they are off.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
         autodiscover=False,
         # How long the group waits for a silent (crashed) worker before its partitions
         # move: Kafka Streams' default, where Faust's is 60 s.
@@ -368,6 +376,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # The web port (docs/api.md, docs/metrics.md) and the webhook sink (docs/webhooks.md).
     install_metrics_page(app, metrics, ready)
+    install_api(app, settings)
     install_webhooks(app, settings)
 
     app.debitwatch_states = states  # type: ignore[attr-defined]  # for the web views
