@@ -842,8 +842,15 @@ def test_k8s_config_secrets_and_state_are_mounted_where_the_settings_say() -> No
                 writable = [path for path, vol in mounts.items() if "emptyDir" in vol]
                 assert any(data_dir.is_relative_to(path) for path in writable), writable
             for entry in container.get("env", []):
-                # Secrets come from a Secret made outside the repository, never a literal.
+                # Secrets come from a Secret made outside the repository, never a literal;
+                # the one other variable is the pod's own address (WEB_HOST, for routing).
                 assert "value" not in entry
+                if "fieldRef" in entry["valueFrom"]:
+                    assert entry == {
+                        "name": "WEB_HOST",
+                        "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                    }
+                    continue
                 assert entry["valueFrom"]["secretKeyRef"]["name"] == "debitwatch-webhooks"
         assert spec.get("restartPolicy", "Always") in (
             ("Always",) if name == "debitwatch-worker" else ("OnFailure", "Never")
