@@ -545,6 +545,9 @@ class _Demo:
         _wait_workers_ready(settings, self.workers, WORKERS_READY_TIMEOUT)
         _step(self.console, "workers", f"{WORKERS} workers up and sharing the partitions in "
               f"{_elapsed(started)} (logs in {log_dir})")  # fmt: skip
+        first = f"http://127.0.0.1:{self.workers[0].settings.web_port}"
+        _step(self.console, "web", f"triage page {first}/triage, API {first}/alerts, "
+              f"metrics {first}/metrics (while the demo runs)")  # fmt: skip
 
     def _finish(self, settings: Settings, summary: LiveSummary) -> int:
         from streams.alerts_view import export  # noqa: PLC0415
