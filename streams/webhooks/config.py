@@ -49,6 +49,14 @@ SECRET_PREFIX: Final = "whsec_"
 SECRET_BYTES: Final = (24, 64)
 # Ranked for ``min_severity``: an endpoint takes its minimum and everything above it.
 SEVERITY_RANK: Final = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+# One attempt's limit. A worker losing a partition lets its in-flight attempts finish
+# (timeout + 5 s) before it lets go; that must stay well below Faust's rebalance timeout
+# (60 s), or the group evicts the worker while it still posts, and the partition's new
+# owner attempts the same states at the same time.
+MAX_TIMEOUT: Final = 30.0
+# The retry horizon's upper bound: a state older than a week is history, not an alert,
+# and its queue record would hold the retry table's changelog for that long.
+MAX_AGE_LIMIT: Final = 7 * 86400.0
 # Endpoint names end up in table keys, metrics-free log lines and dead-letter records.
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KEYS: Final = frozenset(
@@ -172,8 +180,15 @@ def endpoint_from_mapping(
         timeout = parse_duration(table.get("timeout", 10.0))
     except ValueError as error:  # ConfigError included: both say which value and why
         raise ConfigError(f"{where}: {error}") from error
-    if timeout <= 0:
-        raise ConfigError(f"{where}: timeout must be > 0")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise ConfigError(
+            f"{where}: timeout must be > 0 and at most {MAX_TIMEOUT:g} s (a worker handing "
+            f"a partition over waits for its attempts; docs/webhooks.md), got {timeout:g} s"
+        )
+    if max_age > MAX_AGE_LIMIT:
+        raise ConfigError(
+            f"{where}: max_age must be at most {MAX_AGE_LIMIT / 86400:g} days, got {max_age:g} s"
+        )
     return Endpoint(
         name=name,
         url=url,

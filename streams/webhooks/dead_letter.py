@@ -5,10 +5,12 @@ Written to the webhooks' dead-letter topic (``<app_id>.webhooks.dlq``), keyed by
 record as published, so an operator can deliver it by other means or replay it
 (docs/webhooks.md). ``reason``:
 
-* ``retries_exhausted``: no delivery within the endpoint's ``max_age``;
-* ``refused``: the receiver answered a 4xx other than 408/425/429/410 for this payload;
-* ``endpoint_disabled``: the endpoint answered 410 Gone (this state or an earlier one);
-* ``endpoint_removed``: the state was queued for an endpoint no longer configured.
+* ``retries_exhausted``: no delivery within the endpoint's ``max_age`` (every answer but
+  a 2xx and a 410 is retried until then, 4xx included);
+* ``endpoint_disabled``: the endpoint answered 410 Gone (this state or an earlier one).
+
+``refused`` and ``endpoint_removed`` were written by earlier versions and may still be
+found in a retained topic; nothing writes them now.
 """
 
 from __future__ import annotations

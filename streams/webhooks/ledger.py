@@ -8,10 +8,14 @@ them. Only the head is ever attempted, so a ``resolved`` never overtakes its
 
 Beside the queues, per join partition ``p``:
 
-* ``~offset<US><p>``: the next alerts-topic offset to enqueue. Written after the queue
-  records of a batch, in the same changelog partition, so a worker that restarts from
-  an older committed offset skips alert states it had enqueued already (and perhaps
-  delivered): a receiver sees a redelivery only when it never acknowledged the state.
+* ``~offset<US><p>``: the next alerts-topic offset to enqueue. Sent once Kafka has
+  acknowledged the queue records of a batch, in the same changelog partition, so a
+  worker that restarts from an older committed offset skips alert states it had
+  enqueued already (and perhaps delivered), and never skips one whose queue record the
+  changelog lacks. A state is attempted only once the checkpoint past it is
+  acknowledged (:meth:`DeliveryBook.due`): otherwise a worker killed after a 2xx but
+  before that checkpoint would enqueue the state again on restart and deliver it a
+  second time. A receiver sees a redelivery only when it never acknowledged the state.
 * ``~disabled<US><endpoint><US><p>``: the endpoint answered 410 Gone (docs/webhooks.md).
 
 :class:`DeliveryBook` is the in-memory view of the partitions a worker owns: due
@@ -147,6 +151,8 @@ class DeliveryBook:
 
     def __init__(self) -> None:
         self.queues: dict[QueueKey, AlertQueue] = {}
+        # Per partition, the acknowledged ``~offset`` checkpoint: states at or past it
+        # are queued but not attempted yet (see the module's docstring).
         self.offsets: dict[int, int] = {}
         self.partitions: set[int] = set()
         self.in_flight: set[QueueKey] = set()
@@ -200,11 +206,6 @@ class DeliveryBook:
             del self.queues[key]
         return head
 
-    def remove(self, key: QueueKey) -> AlertQueue | None:
-        """Take a whole queue out (its endpoint was disabled); None if absent."""
-        self.in_flight.discard(key)
-        return self.queues.pop(key, None)
-
     def pending(self) -> int:
         """Undelivered states (the ``debitwatch_webhook_pending_deliveries`` gauge)."""
         return sum(len(q.states) for q in self.queues.values())
@@ -219,7 +220,8 @@ class DeliveryBook:
 
         ``may_start(endpoint)`` is asked before each one and may take one of the
         endpoint's slots (a True means the attempt starts); a due queue it refuses stays
-        due for the next call.
+        due for the next call, as does one whose head is not covered by its partition's
+        acknowledged checkpoint yet.
         """
         started: list[QueueKey] = []
         deferred: list[tuple[float, int, QueueKey]] = []
@@ -234,7 +236,11 @@ class DeliveryBook:
                 or queue.partition not in self.partitions
             ):
                 continue  # stale: the head changed, or was rescheduled meanwhile
-            if queue.partition in self.closing or not may_start(queue.endpoint):
+            if (
+                queue.partition in self.closing
+                or queue.states[0].offset >= self.offsets.get(queue.partition, 0)
+                or not may_start(queue.endpoint)
+            ):
                 deferred.append(entry)
                 continue
             self.in_flight.add(key)
@@ -249,6 +255,19 @@ class DeliveryBook:
         queue = self.queues.get(key)
         if queue is not None:
             self._schedule(queue)
+
+    def hurry(self, endpoint: str, now: float) -> None:
+        """Make every queue of ``endpoint`` due at ``now`` (its endpoint was disabled:
+        their states go to the dead letters without waiting for their retry time).
+
+        In memory only: a restarted worker hurries them again when it loads the mark.
+        Queues in flight are left alone: their attempt reschedules them when it ends.
+        """
+        for queue in self.of_endpoint(endpoint):
+            head = queue.states[0]
+            if queue.key not in self.in_flight and head.next_attempt > now:
+                head.next_attempt = now
+                self._schedule(queue)
 
     def next_due(self) -> float | None:
         """The earliest scheduled time (maybe of a stale entry: waking early is harmless)."""

@@ -9,12 +9,15 @@
                            dispatcher task  <────────────┘  due heads, at most `concurrency`
                              │    POST, signed            per endpoint in flight
                              ├──> receiver: 2xx delivered / retry later / 410 disable
-                             └──> <app_id>.webhooks.dlq  (after the last retry, a 4xx, a 410)
+                             └──> <app_id>.webhooks.dlq  (after the last retry, a 410)
 
-No alert state is lost: the agent writes a state's queue record to the table before
-Faust commits the alert's offset (Faust flushes the producer, changelog included, before
-every commit), and a state leaves its queue only once delivered or dead-lettered (the
-dead letter acknowledged first). A restarted or rebalanced worker rebuilds its queues
+No alert state is lost: the agent returns a batch (and Faust may commit its offsets)
+only once Kafka has acknowledged the batch's queue records and then its ``~offset``
+checkpoint; if anything in the batch fails, its events are held (never acknowledged,
+so never committed) and the worker stops. A state leaves its queue only once delivered
+or dead-lettered (the dead letter acknowledged first), and the agent does nothing but
+enqueue: dead letters are the dispatcher's, so a dead-letter topic in trouble cannot
+fail a batch of alerts. A restarted or rebalanced worker rebuilds its queues
 from the table and carries on where the last owner stopped: same ``webhook-id``, attempt
 count and retry horizon. A partition's queues live on the worker that owns partition
 ``p`` of the alerts topic (the join's partition ``p``: co-partitioned), so no two
@@ -59,7 +62,7 @@ from streams.webhooks.ledger import (
     queue_record,
 )
 from streams.webhooks.signing import Signer, webhook_id
-from streams.webhooks.store import ChangelogWriter
+from streams.webhooks.store import ChangelogWriteError, ChangelogWriter
 from streams.webhooks.transport import new_session, post
 
 log = logging.getLogger("debitwatch.webhooks")
@@ -121,10 +124,17 @@ class WebhookSink:
             value_serializer="raw",
         )
         self._writer = ChangelogWriter(
-            app, self.table, on_failure=self._fail, local=lambda: not app.should_stop
+            app,
+            self.table,
+            on_failure=self._fail,
+            local=lambda: not app.should_stop,
+            owns=lambda partition: partition in self.book.partitions,
         )
         self._running: collections.Counter[str] = collections.Counter()
         self._attempts: dict[QueueKey, asyncio.Task[None]] = {}
+        # Internal errors in a row per queue, so their backoff grows even when no HTTP
+        # attempt is made (a dead-letter topic failing a disabled endpoint's dead letters).
+        self._errors: collections.Counter[QueueKey] = collections.Counter()
         self._wake = asyncio.Event()
         self._loading = asyncio.Lock()
         self._session: Any = None
@@ -168,38 +178,72 @@ class WebhookSink:
         return self._metrics
 
     def _fail(self, error: BaseException) -> None:
-        """A table write Kafka refused for good: stop before an offset commits past it."""
-        log.error("a webhook retry-state write was not delivered (%s): stopping", error)
+        """A table write Kafka refused for good, or a failed batch: stop the worker (once)."""
+        if self._crashing is not None:
+            return
+        log.error("webhooks: %s: stopping the worker", error)
         self._crashing = asyncio.ensure_future(self.app.crash(error))
 
     # ---------------------------------------------------------------- the agent
 
     async def consume(self, events: list[EventT[bytes]]) -> None:
-        """Enqueue one batch of alert records, per partition, before Faust commits them."""
+        """Enqueue one batch of alert records; returns once Kafka holds all of it.
+
+        Whatever goes wrong, the batch's events must not be committed: ``take_events``
+        acknowledges them in a ``finally`` even when this raises, and the consumer
+        commits acknowledged offsets even while the worker stops. So each event keeps
+        one more reference (never released): Faust's commit cannot pass it, and the
+        restarted worker reads the batch again. Cancelled too (the worker stopping
+        mid-batch), without stopping the worker for it.
+        """
+        try:
+            await self._consume(events)
+        except BaseException as error:
+            for event in events:
+                event.message.incref()
+            if not isinstance(error, asyncio.CancelledError):
+                log.exception("webhooks: a batch of alerts could not be enqueued")
+                self._fail(error)
+            raise
+
+    async def _consume(self, events: list[EventT[bytes]]) -> None:
         await self.ensure_loaded()
         by_partition: dict[int, list[EventT[bytes]]] = collections.defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
         now = time.time()
+        advanced: dict[int, int] = {}
         for partition, group in by_partition.items():
-            if partition not in self.book.partitions:
-                continue  # revoked while buffered: never committed here, its new owner reads it
             start = self.book.offsets.get(partition, 0)
             last = start - 1
             for event in group:
+                if partition not in self.book.partitions:
+                    break  # revoked: never committed here, its new owner reads it
                 offset = event.message.offset
                 if offset < start:
                     continue  # enqueued before this worker restarted (see ledger.py)
                 last = max(last, offset)
                 await self._route(partition, offset, event.value, now)
             if last >= start:
-                # After the batch's queue records, in the same changelog partition.
-                self.book.offsets[partition] = last + 1
-                await self._writer.write(partition, [offset_record(partition, last + 1)])
+                advanced[partition] = last + 1
+        # The checkpoint only once the queue records before it are acknowledged: sent
+        # with them, it could land while one of them was refused, and the next owner
+        # would skip that state (streams/webhooks/store.py).
+        await asyncio.gather(*(self._writer.acked(p) for p in advanced))
+        for partition, offset in advanced.items():
+            await self._writer.write(partition, [offset_record(partition, offset)])
+        await asyncio.gather(*(self._writer.acked(p) for p in advanced))
+        for partition, offset in advanced.items():
+            if partition in self.book.partitions:
+                self.book.offsets[partition] = offset  # its states may be attempted now
         self._wake.set()
 
     async def _route(self, partition: int, offset: int, raw: bytes, now: float) -> None:
-        """Enqueue one alert state for every endpoint that wants it (or dead-letter it)."""
+        """Enqueue one alert state for every endpoint that wants it, in one write.
+
+        A disabled endpoint's states are queued too: the dispatcher dead-letters them
+        (a dead letter needs the dead-letter topic, and the agent must not depend on it).
+        """
         try:
             alert = ALERT_DECODER.decode(raw)
         except msgspec.DecodeError:
@@ -211,6 +255,7 @@ class WebhookSink:
                 )  # fmt: skip
             return
         message_id = webhook_id(alert)
+        records: list[tuple[bytes, bytes | None]] = []
         for endpoint in self.endpoints.values():
             if not endpoint.accepts(alert):
                 self.metrics.webhook_deliveries.labels(outcome="filtered").inc()
@@ -224,17 +269,11 @@ class WebhookSink:
                 enqueued_at=now,
                 next_attempt=now,
             )
-            mark = self.disabled.get(endpoint.name)
-            if mark is not None:
-                await self._dead_letter(
-                    endpoint.name, alert.alert_id, state, "endpoint_disabled", mark.error, now
-                )
-                self.metrics.webhook_deliveries.labels(outcome="disabled").inc()
-                continue
             queue = self.book.enqueue(partition, endpoint.name, alert.alert_id, state)
             if queue is not None:
-                # Written as it is now, before anything else can change it (store.py).
-                await self._writer.write(partition, [queue_record(queue)])
+                records.append(queue_record(queue))
+        # Written as they are now, before anything else can change them (store.py).
+        await self._writer.write(partition, records)
 
     # ------------------------------------------------------------- the dispatcher
 
@@ -288,11 +327,19 @@ class WebhookSink:
 
     async def _attempt(self, key: QueueKey) -> None:
         endpoint = self.endpoints[key[0]]
+        queue: AlertQueue | None = None
+        head: PendingState | None = None
         try:
             queue = self.book.queues.get(key)
             if queue is None:
-                return  # dropped before it started (its endpoint was just disabled)
+                return  # dropped before it started (its partition was revoked)
             head = queue.states[0]
+            mark = self.disabled.get(endpoint.name)
+            if mark is not None:
+                gone = Decision("dead_letter", error=mark.error, reason="endpoint_disabled")
+                await self._settle(endpoint, queue, head, gone, time.time())
+                self._errors.pop(key, None)
+                return
             started = time.time()
             if head.first_attempt is None:
                 head.first_attempt = started
@@ -300,26 +347,43 @@ class WebhookSink:
             head.last_attempt = started
             body = payloads.body(endpoint.format, head.alert)
             headers = self._signers[endpoint.name].headers(head.webhook_id, body, started)
-            result = await post(self._session, endpoint.url, body, headers, endpoint.timeout)
+            result = await post(
+                self._session,
+                endpoint.url,
+                body,
+                headers,
+                endpoint.timeout,
+                endpoint=endpoint.name,
+            )
             self.metrics.webhook_latency.observe(result.seconds)
             if self.book.queues.get(key) is not queue:
-                return  # handed over (revoked) or its endpoint disabled meanwhile
+                return  # handed over (revoked) meanwhile
             now = time.time()
             decision = decide(
                 result.status,
                 result.retry_after,
                 result.error,
                 failures=head.attempts,
-                first_attempt=head.first_attempt,
+                queued_at=head.enqueued_at,
                 now=now,
                 policy=endpoint.retry,
                 rng=self._rng,
             )
+            if decision.action == "retry" and endpoint.name in self.disabled:
+                # Disabled (a 410 to another attempt) while this one was in flight: no
+                # waiting for the retry time, its next turn dead-letters it.
+                decision = Decision("retry", next_attempt=now, error=decision.error)
             await self._settle(endpoint, queue, head, decision, now)
-        except Exception:
-            # A bug here must not stop deliveries of every other alert: the state stays
-            # queued and is retried at its scheduled time.
+            self._errors.pop(key, None)
+        except ChangelogWriteError:
+            pass  # the writer is stopping the worker; the state stays in the changelog
+        except Exception as error:
+            # A bug here must not stop deliveries of every other alert, nor retry this
+            # one at once, forever: the head gets a backoff like any failed attempt, and
+            # a dead letter past its horizon.
             log.exception("webhook attempt for %s to %s failed unexpectedly", key[1], key[0])
+            if queue is not None and head is not None:
+                await self._after_error(endpoint, queue, head, error)
         finally:
             self._running[endpoint.name] -= 1
             self._attempts.pop(key, None)
@@ -339,7 +403,8 @@ class WebhookSink:
         key = queue.key
         if decision.action == "disable":
             await self._disable(endpoint, decision.error or "HTTP 410", now)
-            return
+            # The state that met the 410 goes first, with every later one (_attempt).
+            decision = Decision("dead_letter", error=decision.error, reason="endpoint_disabled")
         if decision.action == "delivered":
             self.book.pop_head(key)
             outcomes.labels(outcome="delivered").inc()
@@ -355,15 +420,48 @@ class WebhookSink:
             )  # fmt: skip
         else:
             # The dead letter is acknowledged before the state leaves its queue.
+            reason = decision.reason or "retries_exhausted"
             await self._dead_letter(
-                endpoint.name, queue.alert_id, head, decision.reason or "refused",
-                decision.error, now,
-            )  # fmt: skip
+                endpoint.name, queue.alert_id, head, reason, decision.error, now
+            )
             if self.book.queues.get(key) is not queue:
-                return  # its endpoint was disabled meanwhile: dropped (and dead-lettered)
+                return  # handed over (revoked) meanwhile: its new owner has it
             self.book.pop_head(key)
-            outcomes.labels(outcome="dead_lettered").inc()
+            disabled = reason == "endpoint_disabled"
+            outcomes.labels(outcome="disabled" if disabled else "dead_lettered").inc()
         await self._write_queue(queue.partition, key)
+
+    async def _after_error(
+        self, endpoint: Endpoint, queue: AlertQueue, head: PendingState, error: Exception
+    ) -> None:
+        """An attempt failed in our own code: schedule the head like a failed attempt."""
+        if self.book.queues.get(queue.key) is not queue or queue.states[0] is not head:
+            return  # the head had moved on already: nothing of it to reschedule
+        now = time.time()
+        self._errors[queue.key] += 1
+        # Decided as if the receiver had not answered: a backoff, or past the horizon a
+        # dead letter (reason retries_exhausted, last_error naming the error's class).
+        decision = decide(
+            None,
+            None,
+            f"internal error: {type(error).__name__}",
+            failures=head.attempts + self._errors[queue.key],
+            queued_at=head.enqueued_at,
+            now=now,
+            policy=endpoint.retry,
+            rng=self._rng,
+        )
+        # In memory first: if recording it fails as well, the head still waits.
+        head.next_attempt = decision.next_attempt or now + endpoint.retry.cap
+        try:
+            await self._settle(endpoint, queue, head, decision, now)
+        except ChangelogWriteError:
+            pass
+        except Exception:
+            log.exception(
+                "webhook %s to %s: recording an internal error failed too; next try in %.0f s",
+                head.webhook_id, endpoint.name, head.next_attempt - now,
+            )  # fmt: skip
 
     async def _write_queue(self, partition: int, key: QueueKey) -> None:
         """Write the key's queue as it is now (another may have replaced an emptied one)."""
@@ -395,7 +493,8 @@ class WebhookSink:
         )  # fmt: skip
 
     async def _disable(self, endpoint: Endpoint, error: str, now: float) -> None:
-        """410 Gone: no more attempts; every queued state of it to the dead letters."""
+        """410 Gone: no more attempts; every queued state of it to the dead letters (by the
+        dispatcher, each in its turn, as for any other dead letter)."""
         name = endpoint.name
         if name not in self.disabled:
             log.warning(
@@ -406,25 +505,13 @@ class WebhookSink:
             endpoint=name, partition=-1, fingerprint=endpoint.fingerprint, since=now, error=error
         )
         self.disabled[name] = mark
+        self.book.hurry(name, now)
         for partition in sorted(self.book.partitions):
             await self._write_mark(mark, partition)
-        await self._drop_queues(name, "endpoint_disabled", error, now, self.book.of_endpoint(name))
 
     async def _write_mark(self, mark: DisabledMark, partition: int) -> None:
         placed = msgspec.structs.replace(mark, partition=partition)
         await self._writer.write(partition, [mark_record(placed)])
-
-    async def _drop_queues(
-        self, endpoint: str, reason: str, error: str, now: float, queues: list[AlertQueue]
-    ) -> None:
-        """Dead-letter whole queues (a disabled or removed endpoint), then delete them."""
-        outcome = "disabled" if reason == "endpoint_disabled" else "dead_lettered"
-        for queue in queues:
-            self.book.remove(queue.key)
-            for state in queue.states:
-                await self._dead_letter(endpoint, queue.alert_id, state, reason, error, now)
-                self.metrics.webhook_deliveries.labels(outcome=outcome).inc()
-            await self._write_queue(queue.partition, queue.key)
 
     # ------------------------------------------------------- partitions, restore
 
@@ -444,13 +531,19 @@ class WebhookSink:
             queues: dict[int, list[AlertQueue]] = {p: [] for p in missing}
             offsets: dict[int, int] = {}
             marks: list[DisabledMark] = []
+            dormant: collections.Counter[str] = collections.Counter()
             for key, value in self.table.data.items():
                 if value is None:
                     continue
                 stored = decode_record(key, value)
                 if stored is None or stored.partition not in missing:
                     continue
-                if stored.queue is not None:
+                if stored.queue is not None and stored.queue.endpoint not in self.endpoints:
+                    # Not configured here: during a rolling configuration change another
+                    # worker may still have it. Left in the table, untouched, for a
+                    # worker that knows the endpoint (docs/webhooks.md).
+                    dormant[stored.queue.endpoint] += len(stored.queue.states)
+                elif stored.queue is not None:
                     queues[stored.partition].append(stored.queue)
                 elif stored.offset is not None:
                     offsets[stored.partition] = stored.offset
@@ -463,16 +556,28 @@ class WebhookSink:
                 sorted(missing),
                 sum(len(q.states) for qs in queues.values() for q in qs),
             )
+            if dormant:
+                log.warning(
+                    "webhooks: partitions %s: %s state(s) queued for endpoint(s) not "
+                    "configured on this worker, kept in the retry table: %s",
+                    sorted(missing), sum(dormant.values()), ", ".join(sorted(dormant)),
+                )  # fmt: skip
             await self._apply_marks(marks, missing)
 
     async def _apply_marks(self, marks: list[DisabledMark], loaded: set[int]) -> None:
-        """Disabled endpoints from the table: kept if their config did not change."""
+        """Disabled endpoints from the table: kept if their config did not change.
+
+        Only table writes here (this runs in the agent too): the queues of a disabled
+        endpoint are made due, and the dispatcher dead-letters them.
+        """
         for mark in marks:
             endpoint = self.endpoints.get(mark.endpoint)
-            if endpoint is not None and endpoint.fingerprint == mark.fingerprint:
+            if endpoint is None:
+                continue  # not configured here: left for a worker that has it (dormant)
+            if endpoint.fingerprint == mark.fingerprint:
                 self.disabled.setdefault(mark.endpoint, mark)
                 continue
-            if endpoint is not None and mark.endpoint not in self.disabled:
+            if mark.endpoint not in self.disabled:
                 log.info(
                     "webhook endpoint %s enabled again: its url or revision changed since "
                     "its 410", mark.endpoint,
@@ -482,18 +587,9 @@ class WebhookSink:
             )
         now = time.time()
         for name, mark in list(self.disabled.items()):
+            self.book.hurry(name, now)
             for partition in sorted(loaded):
                 await self._write_mark(mark, partition)
-            newly = [q for q in self.book.of_endpoint(name) if q.partition in loaded]
-            await self._drop_queues(name, "endpoint_disabled", mark.error, now, newly)
-        removed = [
-            q for q in self.book.queues.values()
-            if q.partition in loaded and q.endpoint not in self.endpoints
-        ]  # fmt: skip
-        for queue in removed:
-            await self._drop_queues(
-                queue.endpoint, "endpoint_removed", "endpoint no longer configured", now, [queue]
-            )
 
     async def on_revoked(self, revoked: set[TP]) -> None:
         """Let in-flight attempts of revoked partitions finish and record them, then let go."""
@@ -511,6 +607,8 @@ class WebhookSink:
         )
         await self._writer.drain()
         self.book.drop_partitions(partitions)
+        for key in [k for k in self._errors if k not in self.book.queues]:
+            del self._errors[key]
 
     async def on_shutdown(self) -> None:
         """Stopping: in-flight attempts finish and their outcome reaches the changelog."""

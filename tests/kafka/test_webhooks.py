@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -32,9 +33,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from models.alerts import Alert
 from models.final_states import ALERT_DECODER
 from streams.cluster import WorkerProcess
-from streams.kafka_clients import read_topic
+from streams.kafka_clients import admin, read_topic
 from streams.settings import Settings
-from streams.webhooks.config import dlq_topic, load_endpoints
+from streams.webhooks.config import changelog_topic, dlq_topic, load_endpoints
 from streams.webhooks.dead_letter import DEAD_LETTER_DECODER, WebhookDeadLetter
 from streams.webhooks.signing import webhook_id
 from tests.kafka.conftest import free_port
@@ -333,6 +334,66 @@ def test_every_alert_state_is_delivered_once_across_an_outage_and_a_worker_kill(
     assert {d.reason for d in letters} == {"endpoint_disabled"}
 
 
+def limit_record_size(settings: Settings, topic: str, max_bytes: int | None) -> None:
+    """Make the broker refuse record batches larger than ``max_bytes`` on ``topic`` (None:
+    back to the broker's default)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": max_bytes})
+    with admin(settings) as client:
+        if max_bytes is None:
+            client.reset_configs([resource])
+        else:
+            client.alter_configs([resource])
+
+
+def test_a_retry_state_kafka_refuses_stops_the_worker_and_loses_no_alert(
+    settings: Settings, tmp_path: Path, capture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry table's changelog refuses the queue records (a batch above the topic's
+    ``max.message.bytes``; an ``~offset`` checkpoint alone would still fit). Faust's
+    commit would not notice (``producer.flush()`` does not raise for a refused record):
+    the worker itself must stop before any of those alerts is committed, attempt none
+    of them, and checkpoint nothing past them. Once the topic takes them again, a new
+    worker delivers every state, once."""
+    receiver = Receiver(tmp_path, "ops")
+    for name, value in {"URL": receiver.url, "SECRET": SECRET}.items():
+        monkeypatch.setenv(f"DEBITWATCH_WEBHOOK_{name}", value)
+    monkeypatch.delenv("DEBITWATCH_WEBHOOKS_CONFIG", raising=False)
+    receiver.start()
+    prepare(settings, capture)
+    limit_record_size(settings, changelog_topic(settings), 200)
+    first = start_worker(settings, tmp_path)
+    running = [first]
+    try:
+        receiver.wait_listening()
+        started = time.monotonic()
+        while first.alive:
+            assert time.monotonic() - started < 180, "the worker did not stop"
+            time.sleep(0.3)
+        print(f"\nthe worker stopped {time.monotonic() - started:.1f} s after its start")
+        log = first.log_path.read_text(errors="replace")
+        assert "MessageSizeTooLarge" in log and "stopping the worker" in log, log
+        # Not one attempt: a state is attempted only once its checkpoint is acknowledged.
+        assert receiver.requests() == []
+
+        limit_record_size(settings, changelog_topic(settings), None)
+        second = start_worker(settings, tmp_path)
+        running = [second]
+        wait(settings, running, timeout=180)
+        expected = states(read_alerts(settings))
+        wanted = {s.webhook_id for s in expected}
+        assert len(expected) >= 20
+        took = wait_until(lambda: receiver.answered(204) >= wanted, "every state delivered",
+                          running)  # fmt: skip
+        print(f"the second worker delivered all {len(wanted)} states in {took:.1f} s")
+    finally:
+        first.stop()
+        for worker in running:
+            worker.stop()
+        receiver.stop()
+    acks = collections.Counter(r["webhook_id"] for r in receiver.requests())
+    assert set(acks) == wanted and set(acks.values()) == {1}
+
+
 CONFIG = """
 [[webhooks]]
 name = "chat"
@@ -362,6 +423,9 @@ concurrency = 1
 name = "wrong-secret"
 url = "{wrong}"
 secret_env = "DW_TEST_SECRET"
+max_age = "2s"
+backoff_initial = "100ms"
+backoff_max = "500ms"
 
 [[webhooks]]
 name = "short"
@@ -458,22 +522,32 @@ def test_filters_slack_retry_after_gone_refusals_and_dead_letters(
     assert sorted(d.webhook_id for d in gone) == sorted(s.webhook_id for s in every)
     assert {d.reason for d in gone} == {"endpoint_disabled"}
 
-    # A receiver that cannot verify the signature answers 401: dead-lettered at once.
+    # Each alert's first state is attempted at once; the states behind it reach the
+    # head of their queue only after it is settled, past their own (short) horizon,
+    # which counts from when they were queued: one attempt each.
+    heads = {next(s.webhook_id for s in every if s.alert_id == a)
+             for a in {s.alert_id for s in every}}  # fmt: skip
+
+    # A receiver that cannot verify the signature answers 401: retried like any other
+    # failure (a secret rotation half done looks the same), until its max_age.
     wrong_requests = receivers["wrong"].requests()
     assert {(r["verified"], r["answered"]) for r in wrong_requests} == {(False, 401)}
     refused = [d for d in letters if d.endpoint == "wrong-secret"]
     assert sorted(d.webhook_id for d in refused) == sorted(s.webhook_id for s in every)
-    assert {(d.reason, d.attempts) for d in refused} == {("refused", 1)}
-    assert all(d.last_error and d.last_error.startswith("HTTP 401") for d in refused)
-    assert len(wrong_requests) == len(every)
+    assert {d.reason for d in refused} == {"retries_exhausted"}
+    assert all(d.attempts >= (2 if d.webhook_id in heads else 1) for d in refused)
+    # The status and its reason phrase: never the receiver's body.
+    assert {d.last_error for d in refused} == {"HTTP 401 Unauthorized"}
+    assert len(wrong_requests) == sum(d.attempts for d in refused)
 
     # After the last retry (max_age 1 s), a dead letter with the alert as published.
     exhausted = [d for d in letters if d.endpoint == "short"]
     assert sorted(d.webhook_id for d in exhausted) == sorted(s.webhook_id for s in every)
     by_id = {s.webhook_id: s.alert for s in every}
     for letter in exhausted:
-        assert letter.reason == "retries_exhausted" and letter.attempts >= 2
-        assert letter.last_error and letter.last_error.startswith("HTTP 503")
+        assert letter.reason == "retries_exhausted"
+        assert letter.attempts >= (2 if letter.webhook_id in heads else 1)
+        assert letter.last_error == "HTTP 503 Service Unavailable"
         assert ALERT_DECODER.decode(letter.alert) == by_id[letter.webhook_id]
         assert letter.first_attempt_at and letter.last_attempt_at
     assert len(receivers["short"].requests()) == sum(d.attempts for d in exhausted)
@@ -483,7 +557,7 @@ def test_filters_slack_retry_after_gone_refusals_and_dead_letters(
     assert counts[outcome("disabled")] == len(every)
     assert counts[outcome("dead_lettered")] == 2 * len(every)
     assert counts[outcome("filtered")] == 2 * len(every) - len(chat) - len(throttled)
-    assert counts[outcome("retried")] >= len(every)
+    assert counts[outcome("retried")] >= 2 * len(heads)
     assert counts["debitwatch_webhook_endpoints_disabled"] == 1
     assert counts["debitwatch_webhook_pending_deliveries"] == 0
     assert counts["debitwatch_webhook_delivery_duration_seconds_count"] == sum(

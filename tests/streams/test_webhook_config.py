@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import doctest
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from models.alerts import Kind, Severity, Status
 from models.config import ConfigError
 from streams.settings import Settings
+from streams.webhooks import config
 from streams.webhooks.config import (
     ENV_VARS,
     changelog_topic,
@@ -176,7 +178,11 @@ BASE: dict[str, object] = {"name": "x", "url": "http://r/", "secret_env": "S"}
         ({"format": "teams"}, "format must be one of alert, slack"),
         ({"timeout": "soon"}, "expected a duration"),
         ({"timeout": 0}, "timeout must be > 0"),
+        # A worker handing a partition over waits timeout + 5 s for its attempts: above
+        # 30 s that nears the rebalance timeout, and two workers would post the same state.
+        ({"timeout": "31s"}, "timeout must be > 0 and at most 30 s"),
         ({"max_age": "0s"}, "max_age must be a finite number of seconds > 0"),
+        ({"max_age": "8d"}, "max_age must be at most 7 days"),
         (
             {"backoff_initial": "10m", "backoff_max": "1m"},
             "backoff_max (60 s) is below backoff_initial (600 s)",
@@ -194,6 +200,17 @@ def test_config_errors_say_which_endpoint_and_key(
         load_endpoints({"DEBITWATCH_CONFIG": str(path), "S": SECRET})
     assert message in str(raised.value)
     assert str(path) in str(raised.value)
+
+
+def test_the_longest_timeout_and_horizon_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(_table(**(BASE | {"timeout": "30s", "max_age": "7d"})))
+    (endpoint,) = load_endpoints({"DEBITWATCH_CONFIG": str(path), "S": SECRET})
+    assert (endpoint.timeout, endpoint.retry.max_age) == (30.0, 7 * 86400.0)
+
+
+def test_the_module_examples_run() -> None:
+    assert doctest.testmod(config).failed == 0
 
 
 def test_a_missing_secret_file_is_named(tmp_path: Path) -> None:
