@@ -40,10 +40,10 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         kafka_local.stop(data_dir)
 
 
-@pytest.fixture
-def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    """Settings with topic names and an app id no other test uses."""
-    tag = uuid.uuid4().hex[:10]
+def unique_settings(kafka_bootstrap: str, folder: Path, name: str = "") -> Settings:
+    """Settings with an app id and topic names no other test or run uses; ``name`` goes
+    into them, for reading a broker's topic list."""
+    tag = f"{name}-{uuid.uuid4().hex[:10]}" if name else uuid.uuid4().hex[:10]
     return Settings(
         broker=f"kafka://{kafka_bootstrap}",
         app_id=f"dw-{tag}",
@@ -51,5 +51,11 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         issuer_topic=f"issuer-{tag}",
         alerts_topic=f"alerts-{tag}",
         dlq_topic=f"dlq-{tag}",
-        data_dir=tmp_path / "state",
+        data_dir=folder / "state",
     )
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings with topic names and an app id no other test uses."""
+    return unique_settings(kafka_bootstrap, tmp_path)

@@ -18,7 +18,6 @@ targets are substituted, and the scrape and rule evaluation intervals shortened 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -27,7 +26,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -41,7 +39,7 @@ from streams.settings import Settings
 from streams.topics import create_topics
 from tests.deploy.grafana_dashboards import panel_queries
 from tests.deploy.prometheus_config import RULES_FILE, render_config
-from tests.kafka.conftest import free_port
+from tests.kafka.conftest import free_port, unique_settings
 from tests.kafka.pipeline import workers
 
 GHOST_ALERT = "DebitwatchGhostDebitRateHigh"
@@ -60,19 +58,6 @@ GRAFANA_VARIABLES = {
     "${__interval}": "2s",
     "${__range}": "1h",
 }
-
-
-def _settings(base: Settings, tmp_path: Path, name: str) -> Settings:
-    tag = f"{name}-{uuid.uuid4().hex[:8]}"
-    return dataclasses.replace(
-        base,
-        app_id=f"dw-{tag}",
-        terminal_topic=f"terminal-{tag}",
-        issuer_topic=f"issuer-{tag}",
-        alerts_topic=f"alerts-{tag}",
-        dlq_topic=f"dlq-{tag}",
-        data_dir=tmp_path / name / "state",
-    )
 
 
 class Prometheus:
@@ -172,9 +157,9 @@ def _returns_data(prometheus: Prometheus, expr: str) -> bool:
     return bool(prometheus.query(expr))
 
 
-def test_rules_and_dashboards_on_live_workers(settings: Settings, tmp_path: Path) -> None:
-    storm_settings = _settings(settings, tmp_path, "storm")
-    normal_settings = _settings(settings, tmp_path, "normal")
+def test_rules_and_dashboards_on_live_workers(kafka_bootstrap: str, tmp_path: Path) -> None:
+    storm_settings = unique_settings(kafka_bootstrap, tmp_path / "storm", "storm")
+    normal_settings = unique_settings(kafka_bootstrap, tmp_path / "normal", "normal")
     normal_states: list[set[str]] = []
     normal_ratio_seen: list[float] = []
     stop_watching = threading.Event()

@@ -30,7 +30,8 @@ from schemathesis.specs.openapi.checks import (
 
 from streams.settings import Settings
 from streams.worker.app import create_app
-from tests.kafka.test_api import TOKEN, LiveRun, live_run, unique_settings
+from tests.kafka.conftest import unique_settings
+from tests.kafka.live_api import TOKEN, LiveRun, live_run
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 EXAMPLES = 25  # per operation: 9 operations in ~30 s on two busy cores

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.kafka.test_api import TOKEN, LiveRun, live_run, transaction_path, unique_settings
+from tests.kafka.conftest import unique_settings
+from tests.kafka.live_api import TOKEN, LiveRun, live_run, transaction_path
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "artifacts"
