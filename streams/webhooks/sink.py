@@ -64,6 +64,7 @@ from streams.webhooks.ledger import (
 from streams.webhooks.signing import Signer, webhook_id
 from streams.webhooks.store import ChangelogWriteError, ChangelogWriter
 from streams.webhooks.transport import new_session, post
+from streams.worker.stopping import crash_worker
 
 log = logging.getLogger("debitwatch.webhooks")
 # The dispatcher's longest sleep when nothing is due: new states wake it at once.
@@ -182,7 +183,7 @@ class WebhookSink:
         if self._crashing is not None:
             return
         log.error("webhooks: %s: stopping the worker", error)
-        self._crashing = asyncio.ensure_future(self.app.crash(error))
+        self._crashing = crash_worker(self.app, error)
 
     # ---------------------------------------------------------------- the agent
 
@@ -295,7 +296,7 @@ class WebhookSink:
                         # deliveries stopped must not look healthy; its restart resumes
                         # them from the table.
                         log.exception("the webhook dispatcher failed: stopping the worker")
-                        await self.app.crash(error)
+                        await crash_worker(self.app, error)
                         return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

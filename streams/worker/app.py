@@ -59,6 +59,7 @@ from streams.worker.partition_state import (
     published_since,
 )
 from streams.worker.state_writer import CHECKPOINT_PREFIX, StateWriter, checkpoint_key
+from streams.worker.stopping import crash_worker
 from streams.worker.web import install_metrics_page
 from streams.worker.wire import ORIGIN_HEADER, TICK_KEY, encode_control, join_partition
 
@@ -150,7 +151,7 @@ def create_app(settings: Settings) -> faust.App:
     def fail(error: BaseException) -> None:
         """A state write Kafka refused for good: stop before anything commits past it."""
         log.error("a state write was not delivered (%s): stopping the worker", error)
-        crashing.append(asyncio.ensure_future(app.crash(error)))
+        crashing.append(crash_worker(app, error))
 
     crashing: list[asyncio.Future[Any]] = []
     writer = StateWriter(app, txns, on_failure=fail)
