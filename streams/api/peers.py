@@ -62,8 +62,8 @@ async def ask_peers(
     limit = aiohttp.ClientTimeout(total=timeout)
 
     async def one(base: str) -> PeerAnswer:
-        url = URL(base.rstrip("/") + raw_path, encoded=True).with_query(list(query))
         try:
+            url = URL(base.rstrip("/") + raw_path, encoded=True).with_query(list(query))
             async with session.get(url, headers=dict(headers), timeout=limit) as response:
                 return PeerAnswer(
                     base,
@@ -71,7 +71,7 @@ async def ask_peers(
                     await response.read(),
                     response.content_type,
                 )
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             return PeerAnswer(base, None, error=f"{type(error).__name__}: {error}".rstrip(": "))
 
     return list(await asyncio.gather(*(one(url) for url in urls)))

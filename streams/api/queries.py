@@ -174,6 +174,10 @@ def encode_cursor(sort: str, key: SortKey) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# Far above any cursor this module makes (a sort name and a key of a few fields).
+MAX_CURSOR = 512
+
+
 def decode_cursor(text: str, sort: str) -> SortKey:
     """The key of a cursor made for ``sort``; QueryError for anything else."""
     bad = QueryError(
@@ -181,10 +185,12 @@ def decode_cursor(text: str, sort: str) -> SortKey:
         "use the 'next' link of the previous page unchanged",
         "cursor",
     )
+    if len(text) > MAX_CURSOR:  # ours are short; a long one is not ours (nor cheap to parse)
+        raise bad
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         decoded = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise bad from None
     if not isinstance(decoded, list) or not decoded or not isinstance(decoded[0], str):
         raise bad
@@ -301,7 +307,13 @@ def _limit(values: dict[str, list[str]]) -> int:
     raw = _one(values, "limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # At most 3 digits before int(): Python refuses to convert over 4,300 digits.
+    if (
+        not raw.isascii()
+        or not raw.isdigit()
+        or len(raw) > len(str(MAX_LIMIT))
+        or not 1 <= int(raw) <= MAX_LIMIT
+    ):
         raise QueryError(
             f"invalid parameter 'limit': must be an integer from 1 to {MAX_LIMIT}, got {raw!r}",
             "limit",

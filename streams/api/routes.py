@@ -209,7 +209,10 @@ def install_api(app: faust.App, settings: Settings, config: ApiConfig | None = N
         answers = await ask_peers(
             app,
             peer_urls(app),
-            _aio(request).raw_path.split("?", 1)[0],
+            # Rebuilt from the checked segments: the request target may be an absolute
+            # URL (still routed by aiohttp), which would make no peer URL.
+            "/transactions/"
+            + "/".join(quote(part, safe="") for part in (terminal_id, stan, transmitted_at)),
             [(LOCAL_PARAMETER, "true")],
             {
                 name: value

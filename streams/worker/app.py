@@ -291,9 +291,12 @@ def create_app(settings: Settings) -> faust.App:
             await consumer.stop()
         return {p: published_since(v) for p, v in values.items()}
 
+    joined = asyncio.Event()  # a first assignment came (possibly an empty one)
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def count_rebalance(sender: Any, assigned: set[TP], **_: Any) -> None:
         metrics.rebalances.inc()
+        joined.set()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def forget(sender: Any, revoked: set[TP], **_: Any) -> None:
@@ -360,13 +363,15 @@ def create_app(settings: Settings) -> faust.App:
 
     def ready() -> bool:
         """Every assigned partition's state is restored (what /readyz answers)."""
-        if app.rebalancing or app.in_recovery:
+        if not joined.is_set() or app.rebalancing or app.in_recovery:
             return False
         try:
             assigned = assigned_partitions()
         except ConsumerNotStarted:
             return False
-        return bool(app.consumer.assignment()) and assigned <= states.keys()
+        # Once in the group, a spare worker (more workers than partitions) has nothing
+        # to restore: ready.
+        return assigned <= states.keys()
 
     def views() -> dict[int, PartitionView]:
         return {p: _view(state) for p, state in list(states.items())}

@@ -7,6 +7,7 @@ tests/kafka/test_api.py runs the same paths through live workers.
 
 from __future__ import annotations
 
+import base64
 import doctest
 import itertools
 from pathlib import Path
@@ -317,6 +318,15 @@ def test_parse_filters_repeatable_and_comma_lists() -> None:
         ([("terminal", "")], "terminal", "empty"),
         ([("cursor", "%%%")], "cursor", "not a cursor"),
         ([("cursor", "bm90IGpzb24")], "cursor", "not a cursor"),
+        # Found in review: each of these was a 500, not a 400.
+        ([("limit", "9" * 4301)], "limit", "from 1 to 500"),
+        ([("limit", "0" * 10 + "1")], "limit", "from 1 to 500"),
+        (
+            [("cursor", base64.urlsafe_b64encode(b"[" * 5000).decode().rstrip("="))],
+            "cursor",
+            "not a cursor",
+        ),
+        ([("cursor", "A" * 513)], "cursor", "not a cursor"),
     ],
 )
 def test_bad_parameters_are_400_with_the_parameter_named(
