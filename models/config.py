@@ -109,14 +109,19 @@ def detection_config_from_mapping(table: dict[str, Any]) -> DetectionConfig:
     return DetectionConfig(**values)
 
 
-def read_tables(path: Path, *names: str) -> list[dict[str, Any]]:
-    """The named top-level tables of a TOML file (empty when absent), or ConfigError."""
+def read_document(path: Path) -> dict[str, Any]:
+    """A whole TOML config file, or ConfigError saying why it cannot be read."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
+
+
+def read_tables(path: Path, *names: str) -> list[dict[str, Any]]:
+    """The named top-level tables of a TOML file (empty when absent), or ConfigError."""
+    document = read_document(path)
     tables = []
     for name in names:
         table = document.get(name, {})

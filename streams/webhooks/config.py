@@ -26,14 +26,13 @@ import dataclasses
 import hashlib
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from models.alerts import Alert, Kind, Severity, Status
-from models.config import ConfigError, parse_duration
+from models.config import ConfigError, parse_duration, read_document
 from streams.settings import Settings
 from streams.webhooks.backoff import RetryPolicy
 
@@ -205,13 +204,7 @@ def endpoint_from_mapping(
 
 
 def _webhook_tables(path: Path) -> list[Mapping[str, Any]]:
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
-    tables = document.get("webhooks", [])
+    tables = read_document(path).get("webhooks", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"{path}: webhooks must be an array of tables ([[webhooks]])")
     return tables
