@@ -223,7 +223,9 @@ def test_rules_and_dashboards_on_live_workers(kafka_bootstrap: str, tmp_path: Pa
         assert not normal_broken, normal_broken
     assert len(normal_states) > 30
     assert not any(states & {"pending", "firing"} for states in normal_states), normal_states
-    # Recorded all along, and far below the alert's 5 % floor (not exactly 0: the live
-    # normal run that set this bound peaked at 0.03 %).
-    assert normal_ratio_seen and max(normal_ratio_seen) < 0.01, max(normal_ratio_seen)
+    # Recorded all along, and below the alert's 5 % floor at every evaluation. Not 0: the
+    # normal profile's benign timeouts fire unmatched_debit until their reversal comes,
+    # and in the first minutes the 5-minute rate has few sales under it (live runs peaked
+    # at 0.03 % and, once in CI, at 1.1 %; a storm is at 15 %).
+    assert normal_ratio_seen and max(normal_ratio_seen) < 0.05, max(normal_ratio_seen)
     print(f"normal profile: ghost-debit ratio at most {max(normal_ratio_seen):.4%}")
