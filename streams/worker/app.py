@@ -20,7 +20,6 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -33,7 +32,6 @@ from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT
 
 from models.dead_letter import DeadLetter
-from models.events import Source
 from models.incident_scoring import load_scorer
 from models.incidents import merchant_of_state
 from models.stream_time import NEVER
@@ -49,6 +47,7 @@ from streams.metrics import (
 from streams.settings import Settings
 from streams.webhooks import install_webhooks
 from streams.worker import handoff
+from streams.worker.batch_send import NO_HEADERS, send_records
 from streams.worker.ingest import route
 from streams.worker.partition_state import (
     INCIDENT_PREFIXES,
@@ -156,6 +155,10 @@ def create_app(settings: Settings) -> faust.App:
     crashing: list[asyncio.Future[Any]] = []
     writer = StateWriter(app, txns, on_failure=fail)
 
+    def producer() -> Any:
+        """aiokafka's producer under Faust's (for whole batches: batch_send.py)."""
+        return app.producer._ensure_producer()  # type: ignore[attr-defined]
+
     async def send_dead(record: DeadLetter) -> None:
         metrics.rejected.labels(reason=str(record.reason)).inc()
         await send(dlq, None, _ENCODER.encode(record))
@@ -167,31 +170,38 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(inputs, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
+        rekeyed_topic = rekeyed.get_topic_name()
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_size, within=settings.batch_within
         ):
             counts: collections.Counter[tuple[str, str]] = collections.Counter()
+            by_partition: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = (
+                collections.defaultdict(list)
+            )
+            dead: list[DeadLetter] = []
             for event in events:
                 message = event.message
-                source: Source = (
-                    "terminal" if message.topic == settings.terminal_topic else "issuer"
-                )
+                topic = message.topic
                 routed = route(
-                    source,
+                    "terminal" if topic == settings.terminal_topic else "issuer",
                     event.value,
-                    topic=message.topic,
+                    topic=topic,
                     partition=message.partition,
                     offset=message.offset,
                     join_partitions=settings.partitions,
-                    input_partitions=input_partitions(message.topic),
+                    input_partitions=input_partitions(topic),
                     max_clock_skew=skew,
                     counts=counts,
                 )
                 if isinstance(routed, DeadLetter):
-                    await send_dead(routed)
+                    dead.append(routed)
                     continue
                 for out in routed:
-                    await send(rekeyed, out.key, out.value, out.partition, out.headers)
+                    by_partition[out.partition].append((out.key, out.value, out.headers))
+            for join_partition_number, records in by_partition.items():
+                await send_records(producer(), rekeyed_topic, join_partition_number, records)
+            for record in dead:
+                await send_dead(record)
             metrics.count_events(counts)
 
     def assigned_partitions() -> set[int]:
@@ -309,13 +319,16 @@ def create_app(settings: Settings) -> faust.App:
         (one changelog partition: Kafka keeps them in this order)."""
         partition = state.partition
         fresh = state.take_alerts()
-        pending = [
-            await send(alerts, alert.alert_id.encode(), _ENCODER.encode(alert), partition)
-            for alert in fresh
-        ]
-        if pending:
-            delivered = await asyncio.gather(*pending)
-            state.alerts_offset = max(meta.offset for meta in delivered) + 1
+        if fresh:
+            delivery = await send_records(
+                producer(),
+                alerts.get_topic_name(),
+                partition,
+                ((alert.alert_id.encode(), _ENCODER.encode(alert), NO_HEADERS) for alert in fresh),
+            )
+            next_offset = await delivery.next_offset()
+            assert next_offset is not None
+            state.alerts_offset = next_offset
             metrics.count_alerts(fresh, wall_us())
         for record in dead:
             await send_dead(record)
@@ -341,7 +354,7 @@ def create_app(settings: Settings) -> faust.App:
                     state = states.get(partition)
                     if state is None:
                         continue  # revoked while buffered: its new owner reprocesses it
-                    dead = state.feed([_incoming(event) for event in group], now)
+                    dead = state.feed([_incoming(event.message) for event in group], now)
                     await publish(state, dead)
                     late, duplicates = state.counts_since_last()
                     metrics.late.inc(late)
@@ -435,12 +448,10 @@ def _consumer_lag(app: faust.App, settings: Settings) -> dict[str, int]:
     return lag
 
 
-def _incoming(event: EventT[bytes]) -> Incoming:
-    headers = event.message.headers
+def _incoming(record: Any) -> Incoming:
+    """A fetched record of the re-keyed topic (aiokafka's ``ConsumerRecord``)."""
     origin = None
-    if headers:
-        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-        for name, value in pairs:
-            if name == ORIGIN_HEADER:
-                origin = value
-    return Incoming(event.value, origin)
+    for name, value in record.headers or ():
+        if name == ORIGIN_HEADER:
+            origin = value
+    return Incoming(record.value, origin)
