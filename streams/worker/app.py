@@ -29,9 +29,10 @@ import mode
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.exceptions import ConsumerNotStarted
-from faust.types import TP, EventT
+from faust.types import TP
 
 from models.dead_letter import DeadLetter
+from models.events import Source
 from models.incident_scoring import load_scorer
 from models.incidents import merchant_of_state
 from models.stream_time import NEVER
@@ -46,8 +47,10 @@ from streams.metrics import (
 )
 from streams.settings import Settings
 from streams.webhooks import install_webhooks
-from streams.worker import handoff
+from streams.worker import batch_feed, handoff
+from streams.worker.batch_feed import Batch, BatchFeed
 from streams.worker.batch_send import NO_HEADERS, send_records
+from streams.worker.event_order import EventTimeOrder, Routed
 from streams.worker.ingest import route
 from streams.worker.partition_state import (
     INCIDENT_PREFIXES,
@@ -159,6 +162,14 @@ def create_app(settings: Settings) -> faust.App:
         """aiokafka's producer under Faust's (for whole batches: batch_send.py)."""
         return app.producer._ensure_producer()  # type: ignore[attr-defined]
 
+    # Whole fetched batches for the two agents (batch_feed.py); the bound is the records
+    # fetched and not yet taken, per agent.
+    ingest_feed = BatchFeed(
+        app, [settings.terminal_topic, settings.issuer_topic], settings.batch_size
+    )
+    join_feed = BatchFeed(app, [settings.repartition_topic], settings.batch_size)
+    batch_feed.install(app.consumer, [ingest_feed, join_feed])
+
     async def send_dead(record: DeadLetter) -> None:
         metrics.rejected.labels(reason=str(record.reason)).inc()
         await send(dlq, None, _ENCODER.encode(record))
@@ -171,38 +182,59 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(inputs, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         rekeyed_topic = rekeyed.get_topic_name()
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size, within=settings.batch_within
-        ):
+        ingest_feed.register(stream)
+        order = EventTimeOrder()
+        while True:
+            # Held events (event_order.py) go out as soon as nothing new is queued.
+            batches = await ingest_feed.take(wait=not order.holding)
             counts: collections.Counter[tuple[str, str]] = collections.Counter()
+            fresh: dict[TP, tuple[Batch, list[Routed]]] = {}
+            for batch in batches:
+                topic, partition = batch.tp
+                source: Source = "terminal" if topic == settings.terminal_topic else "issuer"
+                partitions_of_topic = input_partitions(topic)
+                times: list[int] = []
+                results = [
+                    route(
+                        source,
+                        record.value,
+                        topic=topic,
+                        partition=partition,
+                        offset=record.offset,
+                        join_partitions=settings.partitions,
+                        input_partitions=partitions_of_topic,
+                        max_clock_skew=skew,
+                        counts=counts,
+                        times=times,
+                    )
+                    for record in batch.records
+                ]
+                routed = list(map(Routed, times, results, batch.records))
+                earlier = fresh.get(batch.tp)
+                if earlier is None:
+                    fresh[batch.tp] = (batch, routed)
+                else:  # two fetches of one partition in this round
+                    first, routed_before = earlier
+                    joined_batch = first._replace(records=first.records + batch.records)
+                    fresh[batch.tp] = (joined_batch, routed_before + routed)
+            ordered, done = order.round(fresh, app.consumer_generation_id, flush=not batches)
             by_partition: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = (
                 collections.defaultdict(list)
             )
             dead: list[DeadLetter] = []
-            for event in events:
-                message = event.message
-                topic = message.topic
-                routed = route(
-                    "terminal" if topic == settings.terminal_topic else "issuer",
-                    event.value,
-                    topic=topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    join_partitions=settings.partitions,
-                    input_partitions=input_partitions(topic),
-                    max_clock_skew=skew,
-                    counts=counts,
-                )
-                if isinstance(routed, DeadLetter):
-                    dead.append(routed)
+            for item in ordered:
+                result = item.result
+                if isinstance(result, DeadLetter):
+                    dead.append(result)
                     continue
-                for out in routed:
+                for out in result:
                     by_partition[out.partition].append((out.key, out.value, out.headers))
             for join_partition_number, records in by_partition.items():
                 await send_records(producer(), rekeyed_topic, join_partition_number, records)
             for record in dead:
                 await send_dead(record)
             metrics.count_events(counts)
+            ingest_feed.ack(done)
 
     def assigned_partitions() -> set[int]:
         return {
@@ -340,27 +372,29 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(rekeyed, name="join")
     async def join(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size, within=settings.batch_within
-        ):
+        async for batches in join_feed.subscribe(stream):
             async with lock:
                 await ensure_loaded()
                 began = time.perf_counter()
-                by_partition: dict[int, list[EventT[bytes]]] = collections.defaultdict(list)
-                for event in events:
-                    by_partition[event.message.partition].append(event)
+                by_partition: dict[int, list[Batch]] = collections.defaultdict(list)
+                for batch in batches:
+                    by_partition[batch.tp.partition].append(batch)
                 now = wall_us()
+                events = 0
                 for partition, group in by_partition.items():
                     state = states.get(partition)
                     if state is None:
-                        continue  # revoked while buffered: its new owner reprocesses it
-                    dead = state.feed([_incoming(event.message) for event in group], now)
+                        continue  # revoked while queued: its new owner reprocesses it
+                    incoming = [_incoming(record) for batch in group for record in batch.records]
+                    events += len(incoming)
+                    dead = state.feed(incoming, now)
                     await publish(state, dead)
                     late, duplicates = state.counts_since_last()
                     metrics.late.inc(late)
                     metrics.duplicates.inc(duplicates)
-                metrics.batch_events.inc(len(events))
+                metrics.batch_events.inc(events)
                 metrics.batch_duration.observe(time.perf_counter() - began)
+            join_feed.ack(batches)
 
     @app.timer(interval=settings.tick_interval)  # type: ignore[untyped-decorator]
     async def idle_advance() -> None:
