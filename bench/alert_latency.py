@@ -33,7 +33,10 @@ record's own timestamp (when the worker sent it) and arrival - ``window_closed_a
 (event time follows the wall clock).
 
 Windows first close ``match_window + grace`` after the start, so the default 540 s
-gives about three minutes of alerts. Results go to ``bench/results/alert_latency.json``.
+gives about three minutes of alerts. The worker's RSS is sampled every ``--rss-every``
+seconds with the transactions sent so far: run for 30 minutes at half the maximum
+throughput, this is the memory soak (``bench/svg_chart.py`` plots it). Results go to
+``bench/results/alert_latency.json``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ from bench.stream_common import (  # noqa: E402
     now_iso,
     percentile,
     scratch_dir,
+    vm_status,
 )
 from models.config import DetectionConfig  # noqa: E402
 from streams.kafka_clients import partition_counts  # noqa: E402
@@ -167,7 +171,7 @@ def event_bytes(sale: Sale, kind: str, occurred: float, event_id: str) -> bytes:
 
 
 async def send_traffic(
-    settings: Settings, rate: float, seconds: float, every: float, lag: float
+    settings: Settings, rate: float, seconds: float, every: float, lag: float, traffic: Traffic
 ) -> Traffic:
     """Transactions at ``rate`` events/s and watermark rounds, for ``seconds``."""
     counts = partition_counts(settings, [settings.terminal_topic, settings.issuer_topic])
@@ -176,7 +180,6 @@ async def send_traffic(
         bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
-    traffic = Traffic(settings.partitions)
     pending: list[tuple[float, int, Sale, str, str]] = []  # (due, seq, sale, source, type)
     seq = itertools.count()
     ids = itertools.count(1)
@@ -272,17 +275,43 @@ async def tail_alerts(settings: Settings, stop: asyncio.Event) -> list[tuple[flo
     return received
 
 
-async def measure(settings: Settings, args: Any) -> tuple[Traffic, list[tuple[float, int, Any]]]:
+async def sample_memory(
+    pid: int, traffic: Traffic, every: float, stop: asyncio.Event
+) -> list[dict[str, float]]:
+    """The worker's RSS and the transactions sent so far, every ``every`` seconds (the
+    soak). Every transaction stays in the worker's state for the retention (7 days), so
+    RSS grows with them; the figure that must stay flat is RSS per transaction."""
+    started = time.monotonic()
+    samples: list[dict[str, float]] = []
+    while True:
+        samples.append(
+            {
+                "seconds": round(time.monotonic() - started, 1),
+                "rss_bytes": vm_status(pid)["VmRSS"],
+                "transactions": traffic.transactions,
+            }
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if stop.is_set():
+            return samples
+
+
+async def measure(
+    settings: Settings, args: Any, worker_pid: int
+) -> tuple[Traffic, list[tuple[float, int, Any]], list[dict[str, float]]]:
     stop = asyncio.Event()
     tail = asyncio.create_task(tail_alerts(settings, stop))
+    traffic = Traffic(settings.partitions)
+    memory = asyncio.create_task(sample_memory(worker_pid, traffic, args.rss_every, stop))
     try:
-        traffic = await send_traffic(
-            settings, args.rate, args.seconds, args.watermark_every, args.watermark_lag
+        await send_traffic(
+            settings, args.rate, args.seconds, args.watermark_every, args.watermark_lag, traffic
         )
         await asyncio.sleep(args.drain)  # alerts still on their way
     finally:
         stop.set()
-    return traffic, await tail
+    return traffic, await tail, await memory
 
 
 def latencies(
@@ -341,6 +370,31 @@ def latencies(
     }
 
 
+def memory_summary(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """RSS per transaction held, over the run (from the first sample with traffic)."""
+    first = samples[0]
+    rows: list[dict[str, Any]] = []
+    for sample in samples[1:]:
+        held = sample["transactions"] - first["transactions"]
+        grown = sample["rss_bytes"] - first["rss_bytes"]
+        rows.append({**sample, "bytes_per_transaction": round(grown / held, 1) if held else None})
+    per = [row["bytes_per_transaction"] for row in rows if row["bytes_per_transaction"]]
+    return {
+        "samples": [first, *rows],
+        "rss_at_start_bytes": first["rss_bytes"],
+        "rss_at_end_bytes": samples[-1]["rss_bytes"],
+        "bytes_per_transaction_last": per[-1] if per else None,
+        "bytes_per_transaction_max_after_5_min": max(
+            (
+                row["bytes_per_transaction"]
+                for row in rows
+                if row["seconds"] >= 300 and row["bytes_per_transaction"]
+            ),
+            default=None,
+        ),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--rate", type=float, default=500.0, help="events/s (default 500)")
@@ -352,6 +406,7 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=5.0, help="wait after the traffic")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--rss-every", type=float, default=60.0, help="RSS sample, seconds")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     detection = DetectionConfig(
@@ -383,7 +438,7 @@ def main() -> int:
             ready, _ = worker.wait_for_line(READY, timeout=120)
             print(f"worker ready {ready:.1f} s after start; traffic for {args.seconds:.0f} s")
             meter = CpuMeter({"broker": broker.pid or 0, "worker": worker.pid})
-            traffic, received = asyncio.run(measure(settings, args))
+            traffic, received, memory = asyncio.run(measure(settings, args, worker.pid))
             result["cpu"] = meter.stop()
             result["worker_alive_at_end"] = worker.alive
         finally:
@@ -397,6 +452,7 @@ def main() -> int:
         "sender_most_behind_s": round(traffic.behind, 3),
     }
     result["latency"] = latencies(traffic, received, window_us)
+    result["memory"] = memory_summary(memory)
     result["loaded_while_measuring"] = loaded(result["cpu"])
     result["load_average_at_end"] = load_average()
     (args.out / "alert_latency.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -232,9 +232,18 @@ def group_coordinator_ready(settings: Settings, timeout: float = 60.0) -> None:
             time.sleep(0.5)
 
 
-def caught_up(
-    settings: Settings, worker: WorkerProcess, timeout: float, stall: float = 180.0
-) -> float:
+class Watched(Protocol):
+    """What ``caught_up`` watches: one worker process, or several as one."""
+
+    name: str
+
+    @property
+    def alive(self) -> bool: ...
+
+    def log_tail(self, lines: int = 40) -> str: ...
+
+
+def caught_up(settings: Settings, worker: Watched, timeout: float, stall: float = 180.0) -> float:
     """Seconds until every input and re-keyed message is committed (two zero-lag polls in
     a row, every 0.5 s, as ``streams.cluster.wait_caught_up``).
 

@@ -22,6 +22,9 @@ of fresh topics *before* any worker starts, so every figure is a catch-up over a
   processing. ``idle_advance`` is set to a day: the capture's final watermarks close
   every window, and idle ticks (two per second and partition once the input is silent,
   for ever) would add messages to the re-keyed topic after the backlog is done.
+* **two worker processes** of one consumer group, at_least_once, on their own set of
+  topics (``--no-scale-out`` skips it): the scale-out figure is their rate over one
+  worker's, same capture, same run;
 * **the same with exactly_once**, on the second set of topics and its own app id; if
   the settings refuse it (they do: docs/streaming.md), it fails, or it does not catch up
   in ``--timeout`` seconds (or makes no progress for 3 minutes), the error is recorded.
@@ -184,20 +187,26 @@ def run_worker(
     name: str,
     timeout: float,
     prefix: list[str] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Start one worker on a backlog, wait until it caught up, stop it; the figures."""
-    worker = BenchWorker(settings, name=name, log_dir=log_dir, prefix=prefix or [])
+    """Start ``workers`` worker processes (one consumer group) on a backlog, wait until
+    they caught up, stop them; the figures."""
+    names = [name] if workers == 1 else [f"{name}-{i}" for i in range(workers)]
+    group = [BenchWorker(settings, name=n, log_dir=log_dir, prefix=prefix or []) for n in names]
+    worker = _Together(group)
     result: dict[str, Any] = {
         "processing_guarantee": settings.processing_guarantee,
         "store": settings.store,
+        "workers": workers,
         "load_average_at_start": load_average(),
     }
     meter = CpuMeter({"broker": broker.pid or 0})
-    worker.start()
-    meter.add("worker", worker.pid)
+    for one in group:
+        one.start()
+        meter.add("worker" if workers == 1 else one.name, one.pid)
     try:
         caught_up(settings, worker, timeout)
-        seconds = time.monotonic() - worker.started
+        seconds = time.monotonic() - group[0].started
     except (TimeoutError, RuntimeError) as error:
         meter.stop()
         result.update(ok=False, error=str(error), log_tail=worker.log_tail(60), cpu=meter.result)
@@ -206,21 +215,21 @@ def run_worker(
             result["log_errors"] = sorted(
                 {
                     line.split("] ", 3)[-1][:160]
-                    for line in worker.log_since_start().splitlines()
+                    for one in group
+                    for line in one.log_since_start().splitlines()
                     if "[ERROR]" in line or "[WARNING]" in line
                 }
             )[:20]
         print(f"{name}: FAILED: {str(error).splitlines()[0]}")
-        if prefix:
-            worker.interrupt()
-        else:
-            worker.stop(timeout=60)
+        for one in group:
+            if prefix:
+                one.interrupt()
+            else:
+                one.stop(timeout=60)
         return result
     result["cpu"] = meter.stop()
-    if prefix:
-        result["exit_code"] = worker.interrupt()
-    else:
-        result["exit_code"] = worker.stop(timeout=60)
+    exits = [one.interrupt() if prefix else one.stop(timeout=60) for one in group]
+    result["exit_code"] = exits[0] if workers == 1 else exits
     result.update(
         ok=True,
         input_messages=messages,
@@ -233,7 +242,7 @@ def run_worker(
         for topic in settings.changelog_topics
     )
     if first_rekeyed is not None and last_checkpoint:
-        startup = first_rekeyed / 1000 - worker.started_wall
+        startup = first_rekeyed / 1000 - group[0].started_wall
         processing = (last_checkpoint - first_rekeyed) / 1000
         result.update(
             seconds_start_to_first_rekeyed_record=round(startup, 2),
@@ -245,6 +254,13 @@ def run_worker(
         for record in read_topic(settings, settings.alerts_topic, until_idle=1.0)
     ]
     result["alert_records"] = len(alerts)
+    by_kind_status: dict[str, int] = {}
+    for alert in alerts:
+        label = f"{alert.kind}/{alert.status}" + (
+            "/deadline_passed" if alert.deadline_passed else ""
+        )
+        by_kind_status[label] = by_kind_status.get(label, 0) + 1
+    result["alert_records_by_kind_status"] = dict(sorted(by_kind_status.items()))
     result["firing"] = firing_set(alerts)
     print(
         f"{name}: {result['events_per_second']:,.0f} msgs/s start to caught up "
@@ -255,6 +271,21 @@ def run_worker(
         f"others {result['cpu']['others_cores']} cores"
     )
     return result
+
+
+class _Together:
+    """Several workers seen as one by ``caught_up``: alive while all of them are."""
+
+    def __init__(self, group: list[BenchWorker]) -> None:
+        self.group = group
+        self.name = ", ".join(one.name for one in group)
+
+    @property
+    def alive(self) -> bool:
+        return all(one.alive for one in self.group)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(f"--- {one.name}\n{one.log_tail(lines)}" for one in self.group)
 
 
 PYINSTRUMENT = str(ROOT / ".venv/bin/pyinstrument")
@@ -325,6 +356,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="per worker run, seconds")
     parser.add_argument("--pyinstrument", type=Path, help="also profile a worker; text report")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--no-scale-out",
+        dest="scale_out",
+        action="store_false",
+        help="skip the run with two worker processes",
+    )
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -358,6 +395,11 @@ def main() -> int:
         before = raw_baseline(alo)
         logs = scratch / "logs"
         runs = {"at_least_once": run_worker(alo, broker, messages, logs, "alo", args.timeout)}
+        if args.scale_out:
+            two, _ = prepared(broker, scratch, "two", capture)
+            runs["at_least_once_2_workers"] = run_worker(
+                two, broker, messages, logs, "two", args.timeout, workers=2
+            )
         if eos is not None:
             runs["exactly_once"] = run_worker(eos, broker, messages, logs, "eos", args.timeout)
         else:
@@ -395,6 +437,17 @@ def main() -> int:
         for name, run in runs.items()
         if run.get("events_per_second_while_processing")
     }
+    single, pair = runs["at_least_once"], runs.get("at_least_once_2_workers", {})
+    if single.get("ok") and pair.get("ok"):
+        result["scale_out_2_workers"] = {
+            "e2e": round(pair["events_per_second"] / single["events_per_second"], 3),
+            "while_processing": round(
+                pair.get("events_per_second_while_processing", 0)
+                / single.get("events_per_second_while_processing", 1),
+                3,
+            ),
+        }
+        print(f"  two workers / one: {result['scale_out_2_workers']}")
     result["loaded_while_measuring"] = [
         name for name, run in runs.items() if loaded(run.get("cpu", {}))
     ]
