@@ -28,8 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.replay_throughput import bench_arguments, capture_for, machine
-from bench.stream_common import code_state, local_broker, now_iso, scratch_dir
+from bench.replay_throughput import bench_arguments
+from bench.stream_common import local_broker, run_header, scratch_dir
 from bench.stream_throughput import prepared, run_worker
 from models.incident_scoring import load_scorer
 from streams.replay import replay
@@ -64,16 +64,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="per worker run, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
-    args.data.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    capture = capture_for(args.transactions, args.seed, args.data)
-    result: dict[str, Any] = {
-        "date": now_iso(),
-        "machine": machine(),
-        "code": code_state(),
-        "capture": {"path": capture.name, "transactions": args.transactions, "seed": args.seed},
-        "core": core_cost(capture),
-    }
+    capture, result = run_header(args)
+    result["core"] = core_cost(capture)
     print(f"core: {result['core']}")
     workers: dict[str, Any] = {}
     with scratch_dir(args.keep) as scratch, local_broker(scratch) as broker:

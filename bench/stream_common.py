@@ -12,6 +12,7 @@ went to everything else, so a result taken under a neighbour's load says so.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from kafka.errors import KafkaError  # noqa: E402
 
+from bench.replay_throughput import capture_for, machine  # noqa: E402
 from streams import kafka_local  # noqa: E402
 from streams.cluster import WorkerProcess, consumer_lag  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -56,6 +58,20 @@ def free_port() -> int:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_header(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The capture ``args`` name (simulated on first use) and the fields every result
+    file starts with: date, machine, code, capture."""
+    args.data.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    capture = capture_for(args.transactions, args.seed, args.data)
+    return capture, {
+        "date": now_iso(),
+        "machine": machine(),
+        "code": code_state(),
+        "capture": {"path": capture.name, "transactions": args.transactions, "seed": args.seed},
+    }
 
 
 def code_state() -> dict[str, Any]:

@@ -54,20 +54,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.replay_throughput import bench_arguments, capture_for, machine  # noqa: E402
+from bench.replay_throughput import bench_arguments  # noqa: E402
 from bench.stream_common import (  # noqa: E402
     BROKER_JVM_OPTIONS,
     BenchWorker,
     Broker,
     CpuMeter,
     caught_up,
-    code_state,
     fresh_settings,
     group_coordinator_ready,
     load_average,
     loaded,
     local_broker,
-    now_iso,
+    run_header,
     scratch_dir,
 )
 from models.config import ConfigError, DetectionConfig  # noqa: E402
@@ -363,17 +362,8 @@ def main() -> int:
         help="skip the run with two worker processes",
     )
     args = parser.parse_args()
-    args.data.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    info = machine()
-    capture = capture_for(args.transactions, args.seed, args.data)
-    result: dict[str, Any] = {
-        "date": now_iso(),
-        "machine": info,
-        "code": code_state(),
-        "capture": {"path": capture.name, "transactions": args.transactions, "seed": args.seed},
-        "broker_jvm_options": list(BROKER_JVM_OPTIONS),
-    }
+    capture, result = run_header(args)
+    result["broker_jvm_options"] = list(BROKER_JVM_OPTIONS)
     with scratch_dir(args.keep) as scratch, local_broker(scratch) as broker:
         alo, produced = prepared(broker, scratch, "alo", capture)
         try:
