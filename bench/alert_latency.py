@@ -325,8 +325,12 @@ def latencies(
     by_watermark = 0
     unmatched = 0
     firing = 0
+    incident_alerts = 0
     for arrival, timestamp, alert in received:
         if alert.get("status") != "firing":
+            continue
+        if alert.get("window_closed_at") is None:  # terminal_incident: no window of its own
+            incident_alerts += 1
             continue
         firing += 1
         close = micros_of(alert["window_closed_at"])
@@ -359,6 +363,7 @@ def latencies(
 
     return {
         "alerts_firing": firing,
+        "incident_alerts_firing": incident_alerts,
         "alerts_expected_at_least": expected,
         "alerts_without_closing_message": unmatched,
         "closed_by_watermark": by_watermark,
@@ -451,8 +456,10 @@ def main() -> int:
         "watermark_rounds": traffic.rounds,
         "sender_most_behind_s": round(traffic.behind, 3),
     }
-    result["latency"] = latencies(traffic, received, window_us)
     result["memory"] = memory_summary(memory)
+    # The raw samples first: a failure in the analysis below must not lose a long soak.
+    (args.out / "alert_latency.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["latency"] = latencies(traffic, received, window_us)
     result["loaded_while_measuring"] = loaded(result["cpu"])
     result["load_average_at_end"] = load_average()
     (args.out / "alert_latency.json").write_text(json.dumps(result, indent=2) + "\n")
