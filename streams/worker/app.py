@@ -162,7 +162,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def tune_transport() -> None:
-        """A measured change to Faust's consumer, made once at start (handoff.py)."""
+        """Faust's fetcher loop, cheaper and safe across seeks (handoff.py), made once at
+        start."""
         handoff.install(app.consumer)
 
     @app.agent(inputs, name="ingest")
