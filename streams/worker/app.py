@@ -20,7 +20,6 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +29,7 @@ import mode
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.exceptions import ConsumerNotStarted
-from faust.types import TP, EventT
+from faust.types import TP
 
 from models.dead_letter import DeadLetter
 from models.events import Source
@@ -48,7 +47,10 @@ from streams.metrics import (
 )
 from streams.settings import Settings
 from streams.webhooks import install_webhooks
-from streams.worker import handoff
+from streams.worker import batch_feed
+from streams.worker.batch_feed import Batch, BatchFeed
+from streams.worker.batch_send import NO_HEADERS, send_records
+from streams.worker.event_order import EventTimeOrder, Routed
 from streams.worker.ingest import route
 from streams.worker.partition_state import (
     INCIDENT_PREFIXES,
@@ -156,44 +158,78 @@ def create_app(settings: Settings) -> faust.App:
     crashing: list[asyncio.Future[Any]] = []
     writer = StateWriter(app, txns, on_failure=fail)
 
+    def producer() -> Any:
+        """aiokafka's producer under Faust's (for whole batches: batch_send.py)."""
+        return app.producer._ensure_producer()  # type: ignore[attr-defined]
+
+    # Whole fetched batches for the two agents (batch_feed.py); the bound is the records
+    # fetched and not yet taken, per agent.
+    ingest_feed = BatchFeed(
+        app, [settings.terminal_topic, settings.issuer_topic], settings.batch_size
+    )
+    join_feed = BatchFeed(app, [settings.repartition_topic], settings.batch_size)
+    batch_feed.install(app.consumer, [ingest_feed, join_feed])
+
     async def send_dead(record: DeadLetter) -> None:
         metrics.rejected.labels(reason=str(record.reason)).inc()
         await send(dlq, None, _ENCODER.encode(record))
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def tune_transport() -> None:
-        """Faust's fetcher loop, cheaper and safe across seeks (handoff.py), made once at
-        start."""
-        handoff.install(app.consumer)
-
     @app.agent(inputs, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size, within=settings.batch_within
-        ):
+        rekeyed_topic = rekeyed.get_topic_name()
+        ingest_feed.register(stream)
+        order = EventTimeOrder()
+        while True:
+            # Held events (event_order.py) go out as soon as nothing new is queued.
+            batches = await ingest_feed.take(wait=not order.holding)
             counts: collections.Counter[tuple[str, str]] = collections.Counter()
-            for event in events:
-                message = event.message
-                source: Source = (
-                    "terminal" if message.topic == settings.terminal_topic else "issuer"
-                )
-                routed = route(
-                    source,
-                    event.value,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    join_partitions=settings.partitions,
-                    input_partitions=input_partitions(message.topic),
-                    max_clock_skew=skew,
-                    counts=counts,
-                )
-                if isinstance(routed, DeadLetter):
-                    await send_dead(routed)
+            fresh: dict[TP, tuple[Batch, list[Routed]]] = {}
+            for batch in batches:
+                topic, partition = batch.tp
+                source: Source = "terminal" if topic == settings.terminal_topic else "issuer"
+                partitions_of_topic = input_partitions(topic)
+                times: list[int] = []
+                results = [
+                    route(
+                        source,
+                        record.value,
+                        topic=topic,
+                        partition=partition,
+                        offset=record.offset,
+                        join_partitions=settings.partitions,
+                        input_partitions=partitions_of_topic,
+                        max_clock_skew=skew,
+                        counts=counts,
+                        times=times,
+                    )
+                    for record in batch.records
+                ]
+                routed = list(map(Routed, times, results, batch.records))
+                earlier = fresh.get(batch.tp)
+                if earlier is None:
+                    fresh[batch.tp] = (batch, routed)
+                else:  # two fetches of one partition in this round
+                    first, routed_before = earlier
+                    joined_batch = first._replace(records=first.records + batch.records)
+                    fresh[batch.tp] = (joined_batch, routed_before + routed)
+            ordered, done = order.round(fresh, app.consumer_generation_id, flush=not batches)
+            by_partition: dict[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = (
+                collections.defaultdict(list)
+            )
+            dead: list[DeadLetter] = []
+            for item in ordered:
+                result = item.result
+                if isinstance(result, DeadLetter):
+                    dead.append(result)
                     continue
-                for out in routed:
-                    await send(rekeyed, out.key, out.value, out.partition, out.headers)
+                for out in result:
+                    by_partition[out.partition].append((out.key, out.value, out.headers))
+            for join_partition_number, records in by_partition.items():
+                await send_records(producer(), rekeyed_topic, join_partition_number, records)
+            for record in dead:
+                await send_dead(record)
             metrics.count_events(counts)
+            ingest_feed.ack(done)
 
     def assigned_partitions() -> set[int]:
         return {
@@ -310,13 +346,16 @@ def create_app(settings: Settings) -> faust.App:
         (one changelog partition: Kafka keeps them in this order)."""
         partition = state.partition
         fresh = state.take_alerts()
-        pending = [
-            await send(alerts, alert.alert_id.encode(), _ENCODER.encode(alert), partition)
-            for alert in fresh
-        ]
-        if pending:
-            delivered = await asyncio.gather(*pending)
-            state.alerts_offset = max(meta.offset for meta in delivered) + 1
+        if fresh:
+            delivery = await send_records(
+                producer(),
+                alerts.get_topic_name(),
+                partition,
+                ((alert.alert_id.encode(), _ENCODER.encode(alert), NO_HEADERS) for alert in fresh),
+            )
+            next_offset = await delivery.next_offset()
+            assert next_offset is not None
+            state.alerts_offset = next_offset
             metrics.count_alerts(fresh, wall_us())
         for record in dead:
             await send_dead(record)
@@ -328,27 +367,29 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(rekeyed, name="join")
     async def join(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size, within=settings.batch_within
-        ):
+        async for batches in join_feed.subscribe(stream):
             async with lock:
                 await ensure_loaded()
                 began = time.perf_counter()
-                by_partition: dict[int, list[EventT[bytes]]] = collections.defaultdict(list)
-                for event in events:
-                    by_partition[event.message.partition].append(event)
+                by_partition: dict[int, list[Batch]] = collections.defaultdict(list)
+                for batch in batches:
+                    by_partition[batch.tp.partition].append(batch)
                 now = wall_us()
+                events = 0
                 for partition, group in by_partition.items():
                     state = states.get(partition)
                     if state is None:
-                        continue  # revoked while buffered: its new owner reprocesses it
-                    dead = state.feed([_incoming(event) for event in group], now)
+                        continue  # revoked while queued: its new owner reprocesses it
+                    incoming = [_incoming(record) for batch in group for record in batch.records]
+                    events += len(incoming)
+                    dead = state.feed(incoming, now)
                     await publish(state, dead)
                     late, duplicates = state.counts_since_last()
                     metrics.late.inc(late)
                     metrics.duplicates.inc(duplicates)
-                metrics.batch_events.inc(len(events))
+                metrics.batch_events.inc(events)
                 metrics.batch_duration.observe(time.perf_counter() - began)
+            join_feed.ack(batches)
 
     @app.timer(interval=settings.tick_interval)  # type: ignore[untyped-decorator]
     async def idle_advance() -> None:
@@ -436,12 +477,10 @@ def _consumer_lag(app: faust.App, settings: Settings) -> dict[str, int]:
     return lag
 
 
-def _incoming(event: EventT[bytes]) -> Incoming:
-    headers = event.message.headers
+def _incoming(record: Any) -> Incoming:
+    """A fetched record of the re-keyed topic (aiokafka's ``ConsumerRecord``)."""
     origin = None
-    if headers:
-        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-        for name, value in pairs:
-            if name == ORIGIN_HEADER:
-                origin = value
-    return Incoming(event.value, origin)
+    for name, value in record.headers or ():
+        if name == ORIGIN_HEADER:
+            origin = value
+    return Incoming(record.value, origin)

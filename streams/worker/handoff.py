@@ -106,9 +106,7 @@ async def _drain_messages(consumer: Any, epoch: SeekEpoch, fetcher: Any) -> None
 async def _deliver(consumer: Any, epoch: SeekEpoch, fetched_in: int, messages: Any) -> None:
     """Hand one fetch's messages to the streams, until a seek makes the rest stale."""
     read_offset = consumer._read_offset
-    callback = consumer.callback
     acks_enabled_for = consumer.app.topics.acks_enabled_for
-    suspended = consumer.suspend_flow.is_set
     since_yield = 0
     async for tp, message in messages:
         if epoch.value != fetched_in:
@@ -127,10 +125,16 @@ async def _deliver(consumer: Any, epoch: SeekEpoch, fetched_in: int, messages: A
         if commit_every is not None and consumer._n_acked >= commit_every:
             consumer._n_acked = 0
             await consumer.commit()
-        if suspended():
-            await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
-        else:
-            await callback(message)
+        await hand_over(consumer, message)
         if epoch.value != fetched_in:
             return  # seeked meanwhile: the seek's read offset stands
         read_offset[tp] = offset
+
+
+async def hand_over(consumer: Any, message: Any) -> None:
+    """One message to the streams: the callback awaited directly while the flow runs,
+    Faust's ``wait_first`` (which gives up when the flow is suspended) otherwise."""
+    if consumer.suspend_flow.is_set():
+        await consumer.wait_first(consumer.callback(message), consumer.suspend_flow.wait())
+    else:
+        await consumer.callback(message)

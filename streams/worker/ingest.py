@@ -49,14 +49,19 @@ def route(
     input_partitions: int,
     max_clock_skew: timedelta,
     counts: collections.Counter[tuple[str, str]] | None = None,
+    times: list[int] | None = None,
 ) -> list[Send] | DeadLetter:
     """Where one input message goes: the join partition(s) it feeds, or the DLQ.
 
     A valid event goes to one partition, keyed by its transaction key; a watermark is
     copied to every partition (CONTRACT §1.3), tagged with its input partition.
-    ``counts``, if given, counts each valid event by (source, type), for the metrics.
+    ``counts``, if given, counts each valid event by (source, type), for the metrics;
+    ``times``, if given, gets the message's event time in µs appended (-1 if refused),
+    for :mod:`streams.worker.event_order`.
     """
     if raw is None:  # a tombstone on an input topic: nothing to judge, but say so
+        if times is not None:
+            times.append(-1)
         return dead_letter(
             Reason.INVALID_JSON,
             "empty message (null value): not a JSON object",
@@ -68,6 +73,8 @@ def route(
         )
     event = decode_event(source, raw, max_clock_skew)
     if isinstance(event, Rejection):
+        if times is not None:
+            times.append(-1)
         return dead_letter(
             event.reason,
             event.detail,
@@ -79,6 +86,8 @@ def route(
         )
     if counts is not None:
         counts[(source, type(event).__struct_config__.tag)] += 1  # type: ignore[index]
+    if times is not None:
+        times.append(to_micros(event.occurred_at))
     if type(event) is Watermark:
         control = encode_control(
             WatermarkControl(
