@@ -11,6 +11,7 @@ from typing import Any
 
 from faust.types import TP
 
+from streams.worker import batch_feed
 from streams.worker.batch_feed import Batch, BatchFeed, _ack_range
 
 
@@ -107,5 +108,79 @@ def test_take_without_waiting() -> None:
         assert await feed.take(wait=False) == []
         await feed.put(_batch(B, range(0, 2)))
         assert [b.tp for b in await feed.take(wait=False)] == [B]
+
+    asyncio.run(scenario())
+
+
+class _Flag:
+    def __init__(self) -> None:
+        self.value = False
+
+    def is_set(self) -> bool:
+        return self.value
+
+
+class _FetchingConsumer:
+    """Faust's consumer as the batch loop sees it, with scripted fetches."""
+
+    def __init__(self, app: Any, fetches: list[dict[Any, list[Any]]], committed: int) -> None:
+        self.app = app
+        self.fetches = collections.deque(fetches)
+        self.committed = committed
+        self.seeks = 0
+        self._stopped = _Flag()
+        self.diag = SimpleNamespace(set_flag=lambda _f: None, unset_flag=lambda _f: None)
+        self.flow_active = True
+        self.should_stop = False
+        self.consumer_stopped_errors: tuple[type[BaseException], ...] = ()
+        self._read_offset: dict[TP, int | None] = collections.defaultdict(lambda: None)
+        self._buffered_partitions: set[TP] = set()
+        self._commit_every = None
+        self._n_acked = 0
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, None]:
+        if not self.fetches:
+            self._stopped.value = True
+            return {}, None
+        return self.fetches.popleft(), None
+
+    def highwater(self, tp: TP) -> int:
+        return 100
+
+    async def perform_seek(self) -> None:
+        self.seeks += 1
+        self._read_offset[A] = self.committed
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self._read_offset[tp] = offset
+
+    async def wait_empty(self) -> None: ...
+
+
+def test_a_seek_while_the_feed_is_full_leaves_no_stale_read_offset() -> None:
+    # The recovery's seek runs while the fetcher waits for room in a full feed: the
+    # batch it then queues is stale, and the partition's read offset must stay where the
+    # seek put it (10), or 10-19 would be skipped as read when fetched again.
+    async def scenario() -> None:
+        app = SimpleNamespace(
+            consumer_generation_id=1,
+            should_stop=False,
+            monitor=SimpleNamespace(track_tp_end_offset=lambda tp, hw: None),
+            topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+        )
+        first, second = _records(A, range(10, 15)), _records(A, range(15, 20))
+        consumer = _FetchingConsumer(app, [{A: first}, {A: second}], committed=10)
+        feed = BatchFeed(app, ["t"], max_records=5)
+        batch_feed.install(consumer, [feed])
+        fetcher = SimpleNamespace(_stopped=_Flag())
+        draining = asyncio.ensure_future(consumer._drain_messages(fetcher))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)
+        assert consumer._read_offset[A] == 14  # the first fetch is queued: the feed is full
+        await consumer.perform_seek()  # the recovery's seek, the second fetch waiting
+        assert consumer.seeks == 1
+        await feed.take()  # room: the stale second fetch goes in
+        await asyncio.wait_for(draining, 1)
+        assert consumer.seeks == 2  # the loop sought again rather than keep it
+        assert consumer._read_offset[A] == 10
 
     asyncio.run(scenario())
