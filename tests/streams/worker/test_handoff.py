@@ -1,7 +1,9 @@
-"""The fetcher loop's bookkeeping around a seek (streams/worker/handoff.py), without Kafka.
+"""The seek race of Faust's own fetcher loop, and the epoch that guards ours
+(streams/worker/handoff.py), without Kafka.
 
-A stand-in consumer with Faust's attribute names: what the loop does with read offsets
-is the logic under test; the real consumer runs in tests/kafka (test_crash among them).
+A stand-in consumer with Faust's attribute names: what a loop does with read offsets is
+the logic under test. Our loop with the epoch: tests/streams/worker/test_batch_feed.py;
+the real consumer: tests/kafka (test_crash among them).
 """
 
 from __future__ import annotations
@@ -111,33 +113,8 @@ class FakeConsumer:
         await asyncio.sleep(seconds)
 
 
-def _drain(consumer: FakeConsumer) -> None:
-    fetcher = type("Fetcher", (), {"_stopped": _Event()})()
-    handoff.install(consumer)
-    asyncio.run(consumer._drain_messages(fetcher))  # type: ignore[attr-defined]
-
-
-def test_messages_are_delivered_once_each_and_the_read_offset_follows() -> None:
-    consumer = FakeConsumer([[10, 11, 12], [13, 14]], committed=10)
-    _drain(consumer)
-    assert consumer.delivered == [10, 11, 12, 13, 14]
-    assert consumer._read_offset[P0] == 14
-    assert consumer.gaps == []
-
-
-def test_a_seek_during_a_delivery_abandons_the_stale_fetch_and_keeps_its_offset() -> None:
-    # Offsets 10..14 were fetched before the seek; it puts the partition back at 10,
-    # so the fetcher reads 10.. again, and none of it may count as read already.
-    consumer = FakeConsumer([[10, 11, 12, 13, 14], [10, 11, 12, 13, 14, 15]], committed=10)
-    consumer.seek_during = 12
-    _drain(consumer)
-    assert consumer.delivered == [10, 11, 12, 10, 11, 12, 13, 14, 15]
-    assert consumer._read_offset[P0] == 15
-    assert consumer.gaps == []
-
-
-def test_faust_s_own_loop_loses_the_same_race() -> None:
-    # faust-streaming's Consumer._drain_messages on the same script: the offset of the
+def test_faust_s_own_loop_skips_records_read_again_after_a_seek() -> None:
+    # faust-streaming's Consumer._drain_messages, a seek during one delivery: the offset of the
     # delivery that straddled the seek overwrites the seek's reset, the stale fetch goes
     # on, and 10-13, read again, are taken for read already. In a worker the first
     # deliveries were in a stream queue that the recovery then cleared, so 10-13 are never
@@ -151,7 +128,7 @@ def test_faust_s_own_loop_loses_the_same_race() -> None:
 
 def test_every_seek_moves_the_epoch_before_and_after() -> None:
     consumer = FakeConsumer([], committed=0)
-    epoch = handoff.install(consumer)
+    epoch = handoff.SeekEpoch(consumer)
     asyncio.run(consumer.perform_seek())
     asyncio.run(consumer.seek(P0, 3))
     assert epoch.value == 4
