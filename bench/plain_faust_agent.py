@@ -80,7 +80,7 @@ def child(bootstrap: str, app_id: str, topics: list[str], expected: int, out: Pa
                 )
                 os._exit(0)  # the figure is written; no need for Faust's clean stop
 
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warning", "--without-web"]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
     app.main()
 
 
