@@ -20,7 +20,7 @@ days), so every window stays open. Then:
    the whole changelog into a new RocksDB first.
 
 For 2 and 3: seconds from starting the process until the worker logs "restored
-partitions [...]: N transactions in X s" (the join's restore, ``--loglevel info``; this
+partitions [...]: N states in X s" (the join's restore, ``--loglevel info``; this
 script runs the worker itself for that), Faust's own milestones from the log's
 timestamps, and the worker's RSS (``/proc/PID/status`` VmRSS; VmHWM is the peak) at that
 moment. Results go to ``bench/results/recovery.json``.
@@ -67,7 +67,12 @@ from streams.kafka_clients import end_offsets  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.topics import create_topics  # noqa: E402
 
-RESTORED = re.compile(r"restored partitions \[([0-9, ]*)\]: (\d+) transactions in ([0-9.]+) s")
+# The join's restore line; it says "states" (transactions and incident states) and counts
+# the unreadable ones since the incident tracker; "transactions" before that.
+RESTORED = re.compile(
+    r"restored partitions \[([0-9, ]*)\]: (\d+) (?:transactions|states)"
+    r"(?: \(\d+ unreadable\))? in ([0-9.]+) s"
+)
 # Faust's own milestones at INFO, first occurrence of each (from the log's timestamps).
 MILESTONES = {
     "group_assigned": re.compile(r"Setting newly assigned partitions"),
