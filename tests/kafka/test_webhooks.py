@@ -19,14 +19,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
-from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -39,7 +37,7 @@ from streams.webhooks.config import changelog_topic, dlq_topic, load_endpoints
 from streams.webhooks.dead_letter import DEAD_LETTER_DECODER, WebhookDeadLetter
 from streams.webhooks.signing import webhook_id
 from tests.kafka.conftest import free_port
-from tests.kafka.pipeline import prepare, read_alerts, start_worker, wait
+from tests.kafka.pipeline import prepare, read_alerts, scrape, start_worker, wait
 
 SECRET = "whsec_" + base64.b64encode(b"debitwatch webhook test secret 1").decode()
 CHAT_SECRET = "whsec_" + base64.b64encode(b"debitwatch webhook chat secret 2").decode()
@@ -151,15 +149,11 @@ def states(
 
 def metrics(worker: WorkerProcess) -> dict[str, float]:
     """The worker's webhook series, ``name`` or ``name{outcome}`` -> value."""
-    url = f"http://127.0.0.1:{worker.settings.web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
     values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if "webhook" in sample.name:
-                outcome = sample.labels.get("outcome")
-                values[f"{sample.name}{{{outcome}}}" if outcome else sample.name] = sample.value
+    for sample in scrape(worker):
+        if "webhook" in sample.name:
+            outcome = sample.labels.get("outcome")
+            values[f"{sample.name}{{{outcome}}}" if outcome else sample.name] = sample.value
     return values
 
 
