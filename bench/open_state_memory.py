@@ -76,15 +76,15 @@ class _AllOpen(Reconciler):
 
     uuid_ids = False
 
-    def apply_watermark(self, source: Source, at_us: int) -> Applied:
+    def apply_watermark(self, source: Source, at_us: int, lane: int = 0) -> Applied:
         return Applied.WATERMARK
 
     def apply_valid(
-        self, source: Source, event: TransactionEvent, occurred: int, second: int
+        self, source: Source, event: TransactionEvent, occurred: int, second: int, lane: int = 0
     ) -> Applied:
         if self.uuid_ids:
             event.event_id = str(uuid.uuid5(_NAMESPACE, event.event_id))
-        return super().apply_valid(source, event, occurred, second)
+        return super().apply_valid(source, event, occurred, second, lane)
 
 
 _NAMESPACE = uuid.UUID(int=0)

@@ -55,22 +55,22 @@ def run_stage(stage: str, capture: Path) -> None:
         return
 
     class Upto(Reconciler):
-        def apply_valid(self, source, event, occurred, second):
+        def apply_valid(self, source, event, occurred, second, lane=0):
             if stage in ("checks", "validate"):
                 return Applied.ACCEPTED
-            return super().apply_valid(source, event, occurred, second)
+            return super().apply_valid(source, event, occurred, second, lane)
 
-        def apply_watermark(self, source, at_us):
+        def apply_watermark(self, source, at_us, lane=0):
             if stage in ("checks", "validate"):
                 return Applied.ACCEPTED
-            return super().apply_watermark(source, at_us)
+            return super().apply_watermark(source, at_us, lane)
 
         def _close_passed(self, now: int) -> None:
             if stage != "join":
                 super()._close_passed(now)
 
     if stage == "read":
-        replay_module.feed_lines = lambda reconciler, lines, skew: []  # type: ignore[attr-defined,assignment]
+        replay_module.feed_lines = lambda reconciler, lines, skew, lanes=None: []  # type: ignore[attr-defined,assignment]
     if stage == "checks":
         capture_module.validate = lambda event, skew: (0, 0)  # type: ignore[attr-defined,assignment]
     replay_module.Reconciler = Upto  # type: ignore[attr-defined]

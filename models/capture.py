@@ -149,10 +149,15 @@ _REFUSED: Final = {
 
 
 def feed_lines(
-    reconciler: Reconciler, lines: Sequence[bytes], max_clock_skew: timedelta
+    reconciler: Reconciler,
+    lines: Sequence[bytes],
+    max_clock_skew: timedelta,
+    lanes: Sequence[int] | None = None,
 ) -> list[Problem]:
     """Validate a block of (stripped, non-empty) lines and apply them in order.
 
+    ``lanes``: the input partition each line was read from (the stream workers;
+    :class:`~models.stream_time.Progress`), or None for one lane (the replay).
     Returns the lines that were refused (to the dead-letter output); everything else
     went into ``reconciler``.
     """
@@ -188,8 +193,9 @@ def feed_lines(
                 problems.append(Problem(index, source, event))
                 continue
         assert source is not None
+        lane = 0 if lanes is None else lanes[index]
         if type(event) is Watermark:
-            reconciler.apply_watermark(source, to_micros(event.occurred_at))
+            reconciler.apply_watermark(source, to_micros(event.occurred_at), lane)
             continue
         assert isinstance(event, TransactionEvent)
         # On the exact path decode_event has validated already; repeating it is cheap
@@ -199,7 +205,7 @@ def feed_lines(
             problems.append(Problem(index, source, checked))
             continue
         occurred, transmitted = checked
-        applied = apply_valid(source, event, occurred, transmitted // MICROS)
+        applied = apply_valid(source, event, occurred, transmitted // MICROS, lane)
         if applied in refused:
             problems.append(Problem(index, source, refused[applied], event.event_id))
     return problems

@@ -188,21 +188,23 @@ class Reconciler:
         occurred, transmitted = to_micros(event.occurred_at), to_micros(event.transmitted_at)
         return self.apply_valid(source, event, occurred, transmitted // MICROS)
 
-    def apply_watermark(self, source: Source, at_us: int) -> Applied:
-        """CONTRACT §1.3: ``source`` has sent everything up to ``at_us``."""
+    def apply_watermark(self, source: Source, at_us: int, lane: int = 0) -> Applied:
+        """CONTRACT §1.3: ``source`` has sent everything up to ``at_us`` (on input
+        partition ``lane``, :class:`~models.stream_time.Progress`)."""
         self.stats.watermarks += 1
-        self._advance(source, at_us)
+        self._advance(source, at_us, lane)
         return _WATERMARK
 
     def apply_valid(
-        self, source: Source, event: TransactionEvent, occurred: int, second: int
+        self, source: Source, event: TransactionEvent, occurred: int, second: int, lane: int = 0
     ) -> Applied:
         """:meth:`apply` for a validated transaction event whose instants are known.
 
         ``occurred`` is ``occurred_at`` in microseconds, ``second`` the key's second
-        (``transmitted_at`` in whole seconds). This is the per-event path (hundreds of
-        thousands a second), hence the locals and the inlined checks; everything slow
-        happens at window close.
+        (``transmitted_at`` in whole seconds), ``lane`` the input partition it was read
+        from (:class:`~models.stream_time.Progress`; 0 in the replay). This is the
+        per-event path (hundreds of thousands a second), hence the locals and the
+        inlined checks; everything slow happens at window close.
         """
         stats = self.stats
         stats.events += 1
@@ -214,7 +216,7 @@ class Reconciler:
         if txn is None:
             if close_at + self._retention_us < now:
                 stats.too_late += 1
-                self._advance(source, occurred)
+                self._advance(source, occurred, lane)
                 return _TOO_LATE
             txn = Txn(key, sys.intern(event.merchant_id), event.card_token)
             self.store[key] = txn
@@ -225,11 +227,11 @@ class Reconciler:
             self._remember(event.terminal_id, key, second)
         elif txn.has_event(TERMINAL_TAG if source == "terminal" else ISSUER_TAG, event.event_id):
             stats.duplicates += 1
-            self._advance(source, occurred)
+            self._advance(source, occurred, lane)
             return _DUPLICATE
         elif txn.event_count >= MAX_EVENTS:
             stats.too_many += 1
-            self._advance(source, occurred)
+            self._advance(source, occurred, lane)
             return _TOO_MANY
         first_terminal = source == "terminal" and not txn.from_terminal
         if first_terminal:
@@ -263,17 +265,25 @@ class Reconciler:
             stats.late += 1
             self._judge(txn, close_at, now)
             applied = _LATE
-        self._advance(source, occurred)
+        self._advance(source, occurred, lane)
         return applied
 
-    def advance(self, source: Source, to_us: int) -> None:
-        """Move ``source``'s progress to at least ``to_us`` (idle advance, shells)."""
-        self._advance(source, to_us)
+    def advance(self, source: Source, to_us: int, lane: int | None = None) -> None:
+        """Move ``lane`` of ``source`` (every lane: None) to at least ``to_us`` (idle
+        advance, shells)."""
+        if lane is not None:
+            self._advance(source, to_us, lane)
+            return
+        lanes = self.progress.lanes[source]
+        for index, at in lanes.items():
+            if at < to_us:
+                lanes[index] = to_us
+        self._move(source, min(lanes.values()) if lanes else to_us)
 
     def finish(self) -> None:
         """End of a capture (CONTRACT §4): both progresses to infinity, every window closes."""
-        self._advance("terminal", FOREVER)
-        self._advance("issuer", FOREVER)
+        self.advance("terminal", FOREVER)
+        self.advance("issuer", FOREVER)
 
     def take_alerts(self) -> list[Alert]:
         """Hand over the alerts published since the last call (incidents included)."""
@@ -284,7 +294,21 @@ class Reconciler:
 
     # ------------------------------------------------------------- internals
 
-    def _advance(self, source: Source, at: int) -> None:
+    def _advance(self, source: Source, at: int, lane: int) -> None:
+        """Move ``lane`` of ``source`` to ``at``, and the source to its smallest lane.
+
+        A lane heard for the first time starts at ``at``: if that is behind the source's
+        progress, the source waits for the lane to catch up (it never moves back)."""
+        lanes = self.progress.lanes[source]
+        current = lanes.get(lane)
+        if current is not None and at <= current:
+            return
+        lanes[lane] = at
+        if len(lanes) > 1:
+            at = min(lanes.values())
+        self._move(source, at)
+
+    def _move(self, source: Source, at: int) -> None:
         """Move ``source``'s progress to ``at``; close what the new stream time passes.
 
         Stream time is the smaller progress, so it only moves when the source that moved

@@ -1,7 +1,8 @@
 """Stream time (CONTRACT §3): per-source progress, and the idle advance on a quiet feed.
 
 Each source (terminal, issuer) has a *progress*: the largest ``occurred_at`` seen from
-it, watermarks included. Stream time is the *smaller* of the two. Why the smaller:
+it, watermarks included (per input partition, then the smallest: :class:`Progress`).
+Stream time is the *smaller* of the two. Why the smaller:
 a verdict on a transaction needs both sides; if the bank's feed is five minutes behind,
 judging with the terminal's clock would call every sale of the last five minutes
 "unmatched". Waiting for the slower feed turns a lagging feed into delayed alerts
@@ -31,13 +32,37 @@ FOREVER: Final = 2**63 - 1  # progress after the end of a capture
 
 
 class Progress:
-    """The two progresses of one partition of the join, and the stream time they give."""
+    """The two progresses of one partition of the join, and the stream time they give.
 
-    __slots__ = ("issuer", "terminal")
+    A source read from several input partitions (the stream workers) has one *lane*
+    per input partition it has been heard from: the largest ``occurred_at`` seen from
+    that partition. The source's progress is then the smallest lane, never moving
+    back: a run of input partition 0 read minutes ahead of partition 1 (a worker
+    catching up, or two workers' ingests at different speeds) must not close the
+    windows whose events partition 1 still holds. A partition that has sent nothing
+    holds nothing back (a topic whose producer uses only some partitions is common).
+    Watermarks are per input partition for the same reason (CONTRACT §1.3);
+    docs/streaming.md. With one lane (the replay: a capture has no partitions) this is
+    CONTRACT §3's "largest ``occurred_at`` seen" exactly.
 
-    def __init__(self, terminal: int = NEVER, issuer: int = NEVER) -> None:
+    Worked example, two terminal lanes, times in seconds::
+
+        lane 0 events at 100, 400          -> lane 0 at 400
+        lane 1 events at 101, 130          -> lane 1 at 130
+        terminal progress = min(400, 130) = 130
+    """
+
+    __slots__ = ("issuer", "lanes", "terminal")
+
+    def __init__(
+        self,
+        terminal: int = NEVER,
+        issuer: int = NEVER,
+        lanes: dict[Source, dict[int, int]] | None = None,
+    ) -> None:
         self.terminal = terminal
         self.issuer = issuer
+        self.lanes: dict[Source, dict[int, int]] = lanes or {"terminal": {}, "issuer": {}}
 
     @property
     def stream_time(self) -> int:
@@ -47,21 +72,26 @@ class Progress:
         return self.terminal if source == "terminal" else self.issuer
 
     def __repr__(self) -> str:
-        return f"Progress(terminal={self.terminal}, issuer={self.issuer})"
+        return f"Progress(terminal={self.terminal}, issuer={self.issuer}, lanes={self.lanes})"
+
+
+Lane = tuple[Source, int]  # (source, input partition)
 
 
 class IdleAdvance:
-    """Moves a silent source's progress on by the wall-clock time it has been silent.
+    """Moves a silent lane's progress on by the wall-clock time it has been silent.
 
     CONTRACT §3: if a source sends nothing to a partition for ``idle_advance`` of wall
     time, its progress moves forward by the wall time elapsed since its last event, so
-    windows close on a quiet fleet or a dead feed. Progress is never *set* from the
-    wall clock: it is the last event time plus elapsed wall time, so replaying last
-    week's traffic behaves like live traffic.
+    windows close on a quiet fleet or a dead feed. Per lane (one input partition of a
+    source, :class:`Progress`): one input partition gone quiet must not hold every
+    window of the join partition open. Progress is never *set* from the wall clock: it
+    is the last event time plus elapsed wall time, so replaying last week's traffic
+    behaves like live traffic.
 
-    A source never heard from on this partition is anchored to the first event of the
-    other source (its event time, and the wall time it arrived): a bank feed that is
-    dead from start-up still lets windows close.
+    A source never heard from on this partition is anchored (as its lane 0) to the
+    first message of the other source (its event time, and the wall time it arrived):
+    a bank feed that is dead from start-up still lets windows close.
 
     Used by the stream workers only; the replay has no wall clock. Pure: the caller
     passes wall-clock readings in.
@@ -71,31 +101,32 @@ class IdleAdvance:
 
     def __init__(self, idle_advance_seconds: float) -> None:
         self._idle_us = int(idle_advance_seconds * MICROS)
-        self._anchor_event: dict[Source, int] = {}
-        self._anchor_wall: dict[Source, int] = {}
+        self._anchor_event: dict[Lane, int] = {}
+        self._anchor_wall: dict[Lane, int] = {}
 
-    def heard(self, source: Source, progress: Progress, wall_us: int) -> None:
-        """Call after every message (event or watermark) from ``source``."""
-        self._anchor_event[source] = progress.of(source)
-        self._anchor_wall[source] = wall_us
+    def heard(self, source: Source, progress: Progress, wall_us: int, lane: int = 0) -> None:
+        """Call after every message (event or watermark) from ``lane`` of ``source``."""
+        at = progress.lanes[source].get(lane, progress.of(source))
+        self._anchor_event[(source, lane)] = at
+        self._anchor_wall[(source, lane)] = wall_us
         other: Source = "issuer" if source == "terminal" else "terminal"
-        if other not in self._anchor_wall:
-            self._anchor_event[other] = progress.of(source)
-            self._anchor_wall[other] = wall_us
+        if not progress.lanes[other] and (other, 0) not in self._anchor_wall:
+            self._anchor_event[(other, 0)] = at
+            self._anchor_wall[(other, 0)] = wall_us
 
-    def due(self, progress: Progress, wall_us: int) -> list[tuple[Source, int]]:
-        """The ``(source, progress)`` moves due now: sources silent for ``idle_advance``.
+    def due(self, progress: Progress, wall_us: int) -> list[tuple[Source, int, int]]:
+        """The ``(source, lane, progress)`` moves due now: lanes silent for ``idle_advance``.
 
         The caller applies them with :meth:`models.reconciler.Reconciler.advance`, which
         also closes the windows they pass.
         """
-        moves: list[tuple[Source, int]] = []
-        for source, anchor_wall in self._anchor_wall.items():
+        moves: list[tuple[Source, int, int]] = []
+        for (source, lane), anchor_wall in self._anchor_wall.items():
             silent_for = wall_us - anchor_wall
             if silent_for >= self._idle_us:
-                target = self._anchor_event[source] + silent_for
-                if target > progress.of(source):
-                    moves.append((source, target))
+                target = self._anchor_event[(source, lane)] + silent_for
+                if target > progress.lanes[source].get(lane, NEVER):
+                    moves.append((source, lane, target))
         return moves
 
 

@@ -8,7 +8,8 @@ What is durable, and why it is enough (docs/streaming.md has the worked example)
 
 * every transaction's :meth:`~models.transaction.Txn.to_bytes`, written once per batch
   for the keys the batch changed (a tombstone for expired ones), and
-* a :class:`Checkpoint`, written last in the batch: the two progresses, the latest
+* a :class:`Checkpoint`, written last in the batch: the two progresses and their
+  lanes (per input partition, :class:`~models.stream_time.Progress`), the latest
   watermark of every input partition, and ``alerts_offset``, the next offset of this
   partition in the alerts topic once the batch's alerts were acknowledged.
 
@@ -57,6 +58,7 @@ from streams.worker.wire import (
     decode_control,
     decode_origin,
     is_control,
+    origin_lane,
 )
 
 _TERMINAL_PREFIX: Final = LINE_PREFIX["terminal"]
@@ -72,8 +74,11 @@ class Checkpoint(msgspec.Struct, array_like=True):
 
     terminal: int
     issuer: int
+    # Per input partition, its latest watermark (they count once all partitions of the
+    # topic have sent one).
     watermarks: dict[Source, dict[int, int]]
     alerts_offset: int
+    lanes: dict[Source, dict[int, int]] = {}
 
     def encode(self) -> bytes:
         return _CHECKPOINT_ENCODER.encode(self)
@@ -136,7 +141,13 @@ class PartitionState:
         }
         self.suppressed = 0
         self._skew = timedelta(seconds=config.max_clock_skew)
-        progress = Progress(saved.terminal, saved.issuer)
+        # A checkpoint from before lanes has none: each input partition becomes a lane
+        # again when next heard from, and the source waits for the ones behind it.
+        progress = Progress(
+            saved.terminal,
+            saved.issuer,
+            {source: dict(saved.lanes.get(source, {})) for source in SOURCES},
+        )
         if tracker is not None:
             tracker.resume(progress.stream_time)
         self.reconciler = Reconciler(
@@ -154,24 +165,32 @@ class PartitionState:
         self._idle = IdleAdvance(config.idle_advance)
         progress = self.reconciler.progress
         for source in SOURCES:
-            if progress.of(source) != NEVER:
-                # A restarted worker counts silence from its own start.
-                self._idle.heard(source, progress, wall_us)
+            for lane, at in progress.lanes[source].items():
+                if at != NEVER:
+                    # A restarted worker counts silence from its own start.
+                    self._idle.heard(source, progress, wall_us, lane)
 
     # ---------------------------------------------------------------- input
 
     def feed(self, messages: Sequence[Incoming], wall_us: int) -> list[DeadLetter]:
         """Apply a batch of re-keyed messages in order; the refused ones, as DLQ records."""
         dead: list[DeadLetter] = []
-        heard: set[Source] = set()
+        heard: set[tuple[Source, int]] = set()
         run: list[Incoming] = []
+        run_lanes: list[int] = []
+        progress = self.reconciler.progress
         for message in messages:
             if not is_control(message.value):
+                source: Source = (
+                    "terminal" if message.value.startswith(_TERMINAL_PREFIX) else "issuer"
+                )
+                lane = origin_lane(message.origin)
                 run.append(message)
-                heard.add("terminal" if message.value.startswith(_TERMINAL_PREFIX) else "issuer")
+                run_lanes.append(lane)
+                heard.add((source, lane))
                 continue
-            self._feed_run(run, dead)
-            run = []
+            self._feed_run(run, run_lanes, dead)
+            run, run_lanes = [], []
             try:
                 control = decode_control(message.value)
             except msgspec.DecodeError as error:
@@ -180,21 +199,19 @@ class PartitionState:
                 )
                 continue
             if isinstance(control, WatermarkControl):
-                if self._watermark(control):
-                    heard.add(control.source)
+                heard.update((control.source, lane) for lane in self._watermark(control))
             elif isinstance(control, TickControl):
-                self.reconciler.advance(control.source, control.at_us)
-        self._feed_run(run, dead)
-        progress = self.reconciler.progress
-        for source in heard:
-            self._idle.heard(source, progress, wall_us)
+                self.reconciler.advance(control.source, control.at_us, control.input_partition)
+        self._feed_run(run, run_lanes, dead)
+        for source, lane in heard:
+            self._idle.heard(source, progress, wall_us, lane)
         return dead
 
-    def _feed_run(self, run: list[Incoming], dead: list[DeadLetter]) -> None:
+    def _feed_run(self, run: list[Incoming], lanes: list[int], dead: list[DeadLetter]) -> None:
         if not run:
             return
         lines = [message.value for message in run]
-        for problem in feed_lines(self.reconciler, lines, self._skew):
+        for problem in feed_lines(self.reconciler, lines, self._skew, lanes):
             message = run[problem.position]
             topic, partition, offset = decode_origin(message.origin)
             dead.append(
@@ -210,12 +227,14 @@ class PartitionState:
                 )
             )
 
-    def _watermark(self, control: WatermarkControl) -> bool:
-        """A source's watermark counts once every one of its input partitions sent one.
+    def _watermark(self, control: WatermarkControl) -> list[int]:
+        """A source's watermarks count once every one of its input partitions sent one;
+        from then on each moves the lane of its partition (the source moves with its
+        smallest lane).
 
-        Returns whether it moved the source's progress: only then is the source "heard"
-        for idle advance (a watermark held back by a silent partition must not keep
-        resetting the idle clock of a feed that otherwise says nothing).
+        Returns the lanes it moved: only those are "heard" for idle advance (a watermark
+        held back by a silent partition must not keep resetting the idle clock of a
+        feed that otherwise says nothing).
         """
         seen = self._watermarks[control.source]
         if control.at_us > seen.get(control.input_partition, NEVER):
@@ -223,10 +242,14 @@ class PartitionState:
         self.reconciler.stats.watermarks += 1
         wanted = range(control.input_partitions)
         if not all(p in seen for p in wanted):
-            return False
-        before = self.reconciler.progress.of(control.source)
-        self.reconciler.advance(control.source, min(seen[p] for p in wanted))
-        return self.reconciler.progress.of(control.source) > before
+            return []
+        lanes = self.reconciler.progress.lanes[control.source]
+        moved: list[int] = []
+        for lane in wanted:
+            if seen[lane] > lanes.get(lane, NEVER):
+                moved.append(lane)
+                self.reconciler.advance(control.source, seen[lane], lane)
+        return moved
 
     def due_ticks(self, wall_us: int) -> list[TickControl]:
         """Idle advances due now (CONTRACT §3), to be sent through the re-keyed topic.
@@ -241,14 +264,18 @@ class PartitionState:
         next_due = self.reconciler.next_due()
         if not due or next_due is None:
             return []
-        moved = dict(due)
+        lanes = {source: dict(progress.lanes[source]) for source in SOURCES}
+        for source, lane, at in due:
+            lanes[source][lane] = max(lanes[source].get(lane, NEVER), at)
         stream_time = min(
-            max(progress.terminal, moved.get("terminal", NEVER)),
-            max(progress.issuer, moved.get("issuer", NEVER)),
+            max(progress.of(source), min(lanes[source].values(), default=NEVER))
+            for source in SOURCES
         )
         if stream_time <= next_due:
             return []
-        return [TickControl(source=source, at_us=at) for source, at in due]
+        return [
+            TickControl(source=source, at_us=at, input_partition=lane) for source, lane, at in due
+        ]
 
     def _not_yet_in_state(
         self, published: Sequence[PublishedAlert]
@@ -352,6 +379,7 @@ class PartitionState:
             progress.issuer,
             {source: dict(seen) for source, seen in self._watermarks.items()},
             self.alerts_offset,
+            {source: dict(lanes) for source, lanes in progress.lanes.items()},
         )
 
 

@@ -6,15 +6,18 @@ twice:
 * an **event**: the capture line of CONTRACT §4 (``{"source":"terminal","event":{…}}``),
   keyed by its transaction key, so the join feeds runs of them to
   :func:`models.capture.feed_lines` exactly as ``debitwatch replay`` does. A header
-  carries where the event came from (topic, partition, offset) for dead-letter records
-  the join itself makes (``too_late``, ``too_many_events``).
+  carries where the event came from (topic, partition, offset): for dead-letter
+  records the join itself makes (``too_late``, ``too_many_events``), and for the
+  join's per-input-partition progress (the *lanes* of
+  :class:`models.stream_time.Progress`).
 * a **watermark** (``{"control":"watermark",…}``): one input partition's watermark,
   copied to every partition of the join (CONTRACT §1.3). The join moves a source's
-  progress to the *smallest* watermark over that source's input partitions: a
+  lane of that input partition; a source's progress is its *smallest* lane: a
   watermark on input partition 0 says nothing about events still unread on partition 1.
-* a **tick** (``{"control":"tick",…}``): an idle advance (CONTRACT §3) decided by the
-  worker's timer and sent through the topic, so that it is ordered with the events and
-  a restarted worker replays it from the log like any other message.
+* a **tick** (``{"control":"tick",…}``): an idle advance (CONTRACT §3) of one input
+  partition's lane, decided by the worker's timer and sent through the topic, so that
+  it is ordered with the events and a restarted worker replays it from the log like
+  any other message.
 
 Events are partitioned by ``terminal_id`` (Kafka's murmur2, as the Java client would
 partition a message keyed by it), not by the whole transaction key: both sides of a
@@ -48,6 +51,8 @@ class WatermarkControl(msgspec.Struct, tag_field="control", tag="watermark"):
 class TickControl(msgspec.Struct, tag_field="control", tag="tick"):
     source: Source
     at_us: int
+    # The lane (input partition) it moves; None: every lane (ticks written before lanes).
+    input_partition: int | None = None
 
 
 Control = WatermarkControl | TickControl
@@ -102,6 +107,18 @@ def decode_origin(header: bytes | None) -> tuple[str | None, int | None, int | N
         return topic, int(partition), int(offset)
     except ValueError:
         return None, None, None
+
+
+def origin_lane(header: bytes | None) -> int:
+    """The input partition of an event's input message: its lane in the join (0 if
+    the header is missing or unreadable; the hot path, so no full decode)."""
+    if not header:
+        return 0
+    fields = header.split(b"\x1f")
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 ControlKind = Literal["watermark", "tick"]

@@ -102,26 +102,34 @@ def scrape(worker: WorkerProcess) -> list[Sample]:
     return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
-def join_messages(worker: WorkerProcess) -> float:
-    """Re-keyed messages the worker's join has processed so far (0 before it serves)."""
+def progress(worker: WorkerProcess) -> tuple[float, float]:
+    """(re-keyed messages the join has processed, alert records it has published and seen
+    acknowledged) so far; zeros before the worker serves its metrics."""
     try:
         samples = scrape(worker)
     except OSError:
-        return 0.0
-    return sum(s.value for s in samples if s.name == "debitwatch_join_messages_total")
+        return 0.0, 0.0
+    joined = sum(s.value for s in samples if s.name == "debitwatch_join_messages_total")
+    alerted = sum(s.value for s in samples if s.name == "debitwatch_alerts_total")
+    return joined, alerted
 
 
 def kill_halfway(settings: Settings, worker: WorkerProcess, total: int) -> None:
     """SIGKILL ``worker`` once its join has processed half of ``total`` (the input's lag
-    before it started; the re-keyed topic holds at least as many messages).
+    before it started; the re-keyed topic holds at least as many messages) and some of
+    its alerts are in the alerts topic (a crash after published alerts is the case to
+    test: their de-duplication on restart).
 
-    Watched on the join's own counter, polled every 50 ms: the group's committed offsets
-    move only once per commit interval, and a worker that takes a 10k capture in a few
-    seconds could finish between two looks at them. The worker must not have finished
-    when it dies.
+    Watched on the worker's own counters, polled every 50 ms: the group's committed
+    offsets move only once per commit interval, and a worker that takes a 10k capture in
+    a few seconds could finish between two looks at them. The worker must not have
+    finished when it dies.
     """
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and join_messages(worker) < total * 0.5:
+    while time.monotonic() < deadline:
+        joined, alerted = progress(worker)
+        if joined >= total * 0.5 and alerted > 0:
+            break
         assert worker.alive, worker.log_tail()
         time.sleep(0.05)
     worker.kill()

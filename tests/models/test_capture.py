@@ -40,12 +40,12 @@ class Recorder(Reconciler):
         self.seen: list[tuple[object, ...]] = []
 
     def apply_valid(
-        self, source: Source, event: TransactionEvent, occurred: int, second: int
+        self, source: Source, event: TransactionEvent, occurred: int, second: int, lane: int = 0
     ) -> Applied:
         self.seen.append((source, type(event).__name__, event))
         return Applied.ACCEPTED
 
-    def apply_watermark(self, source: Source, at_us: int) -> Applied:
+    def apply_watermark(self, source: Source, at_us: int, lane: int = 0) -> Applied:
         self.seen.append((source, "Watermark"))
         return Applied.WATERMARK
 

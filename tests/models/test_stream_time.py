@@ -160,10 +160,12 @@ class TestIdleAdvance:
     def heard(
         idle: IdleAdvance, p: Progress, source: Source, event_s: float, wall_s: float
     ) -> None:
+        at = round(event_s * MICROS)
         if source == "terminal":
-            p.terminal = max(p.terminal, round(event_s * MICROS))
+            p.terminal = max(p.terminal, at)
         else:
-            p.issuer = max(p.issuer, round(event_s * MICROS))
+            p.issuer = max(p.issuer, at)
+        p.lanes[source][0] = max(p.lanes[source].get(0, NEVER), at)
         idle.heard(source, p, wall_us=round(wall_s * MICROS))
 
     def test_silent_source_advances_by_elapsed_wall_time(self) -> None:
@@ -171,7 +173,7 @@ class TestIdleAdvance:
         self.heard(idle, p, "terminal", 1_000, wall_s=5_000)
         self.heard(idle, p, "issuer", 990, wall_s=5_000)
         assert idle.due(p, wall_us=5_029 * MICROS) == []  # silent for less than idle_advance
-        moves = dict(idle.due(p, wall_us=5_045 * MICROS))
+        moves = {source: at for source, _, at in idle.due(p, wall_us=5_045 * MICROS)}
         # last event time + elapsed wall time; never the wall clock itself (5,045 s)
         assert moves == {"terminal": 1_045 * MICROS, "issuer": 1_035 * MICROS}
 
@@ -186,7 +188,7 @@ class TestIdleAdvance:
         p, idle = Progress(), IdleAdvance(30)
         self.heard(idle, p, "terminal", 1_000, wall_s=0)
         assert p.stream_time == NEVER
-        moves = dict(idle.due(p, wall_us=400 * MICROS))
+        moves = {source: at for source, _, at in idle.due(p, wall_us=400 * MICROS)}
         assert moves == {"terminal": 1_400 * MICROS, "issuer": 1_400 * MICROS}
 
     def test_idle_advance_closes_windows_on_a_quiet_fleet(self) -> None:
@@ -194,10 +196,75 @@ class TestIdleAdvance:
         for source, raw in SALE:
             apply(r, source, raw)
             idle.heard(cast(Source, source), r.progress, wall_us=0)
-        for source, target in idle.due(r.progress, wall_us=300 * MICROS):
-            r.advance(source, target)
+        for source, lane, target in idle.due(r.progress, wall_us=300 * MICROS):
+            r.advance(source, target, lane)
         assert r.take_alerts() == []  # stream time 301.2 s: window (360 s) still open
-        for source, target in idle.due(r.progress, wall_us=400 * MICROS):
-            r.advance(source, target)
+        for source, lane, target in idle.due(r.progress, wall_us=400 * MICROS):
+            r.advance(source, target, lane)
         (alert,) = r.take_alerts()
         assert alert.kind == "unmatched_debit"
+
+
+class TestLanes:
+    """A source read from several input partitions: its progress is the smallest lane."""
+
+    def test_one_lane_is_the_largest_occurred_at(self) -> None:
+        r = Reconciler()
+        r.apply_watermark("terminal", 500)
+        r.apply_watermark("terminal", 300)  # older: no move back
+        assert r.progress.terminal == 500 == r.progress.lanes["terminal"][0]
+
+    def test_the_slower_lane_holds_the_source(self) -> None:
+        r = Reconciler()
+        r.apply_watermark("issuer", 10_000)
+        r.apply_watermark("terminal", 100, lane=1)
+        r.apply_watermark("terminal", 9_000, lane=0)
+        assert r.progress.terminal == 100
+        assert r.progress.stream_time == 100
+        r.apply_watermark("terminal", 9_500, lane=1)
+        assert r.progress.terminal == 9_000  # now lane 0 is the slower one
+
+    def test_a_lane_heard_late_and_behind_holds_the_source_until_it_catches_up(self) -> None:
+        r = Reconciler()
+        r.apply_watermark("terminal", 1_000, lane=0)
+        assert r.progress.terminal == 1_000  # a partition that sent nothing holds nothing
+        r.apply_watermark("terminal", 200, lane=3)  # a second worker's ingest, behind
+        r.apply_watermark("terminal", 5_000, lane=0)
+        assert r.progress.terminal == 1_000  # never back; and not on while lane 3 is behind
+        r.apply_watermark("terminal", 4_000, lane=3)
+        assert r.progress.terminal == 4_000
+
+    def test_a_sale_waits_for_the_slower_lane(self) -> None:
+        r = Reconciler()
+        for source, raw in SALE:
+            apply(r, source, raw)  # lane 0 of both
+        r.apply_watermark("terminal", us(30), lane=1)
+        # Lane 0 of both sources an hour on; lane 1 of the terminal still near the sale.
+        r.apply_watermark("issuer", us(3_600))
+        r.apply_watermark("terminal", us(3_600), lane=0)
+        r.apply_watermark("terminal", us(60), lane=1)
+        assert r.take_alerts() == []  # the window (360 s) has not closed: lane 1 is at 60 s
+        r.apply_watermark("terminal", us(400), lane=1)
+        (alert,) = r.take_alerts()
+        assert alert.kind == "unmatched_debit"
+
+    def test_advance_without_a_lane_moves_every_lane(self) -> None:
+        r = Reconciler()
+        for lane, at in ((0, 100), (1, 200), (2, 700)):
+            r.apply_watermark("issuer", at, lane)
+        r.advance("issuer", 500)
+        assert r.progress.lanes["issuer"] == {0: 500, 1: 500, 2: 700}
+        assert r.progress.issuer == 500
+        r.advance("terminal", 300)  # a source with no lane yet
+        assert r.progress.terminal == 300
+
+    def test_idle_advance_moves_only_the_silent_lane(self) -> None:
+        r, idle = Reconciler(), IdleAdvance(30)
+        r.apply_watermark("terminal", 1_000 * MICROS, lane=1)
+        idle.heard("terminal", r.progress, wall_us=0, lane=1)  # then silent
+        for second in range(0, 100, 10):
+            r.apply_watermark("terminal", (1_000 + second) * MICROS, lane=0)
+            r.apply_watermark("issuer", (1_000 + second) * MICROS)
+            idle.heard("terminal", r.progress, wall_us=second * MICROS, lane=0)
+            idle.heard("issuer", r.progress, wall_us=second * MICROS)
+        assert idle.due(r.progress, wall_us=90 * MICROS) == [("terminal", 1, 1_090 * MICROS)]

@@ -113,14 +113,15 @@ def test_fast_and_exact_decoding_agree_on_every_simulated_line(tmp_path: Path) -
         seen: list[object]
 
         def apply_valid(
-            self, source: Source, event: TransactionEvent, occurred: int, second: int
-        ) -> Applied:
+            self, source: Source, event: TransactionEvent, occurred: int, second: int,
+            lane: int = 0,
+        ) -> Applied:  # fmt: skip
             self.seen.append((source, event))
-            return super().apply_valid(source, event, occurred, second)
+            return super().apply_valid(source, event, occurred, second, lane)
 
-        def apply_watermark(self, source: Source, at_us: int) -> Applied:
+        def apply_watermark(self, source: Source, at_us: int, lane: int = 0) -> Applied:
             self.seen.append((source, "watermark", at_us))
-            return super().apply_watermark(source, at_us)
+            return super().apply_watermark(source, at_us, lane)
 
     recorder = Recorder()
     recorder.seen = []

@@ -13,6 +13,7 @@ from streams.worker.wire import (
     decode_control,
     decode_origin,
     join_partition,
+    origin_lane,
 )
 from tests.factories import encode, event, watermark
 
@@ -42,6 +43,9 @@ def test_a_valid_event_goes_to_its_merchants_partition_keyed_by_transaction() ->
     assert send.value == b'{"source":"terminal","event":' + raw + b"}"
     origin = dict(send.headers)[ORIGIN_HEADER]
     assert decode_origin(origin) == ("pos.terminal.events", 2, 41)
+    assert origin_lane(origin) == 2  # input partition 2: the join's lane
+    assert origin_lane(None) == 0
+    assert origin_lane(b"garbage") == 0
 
 
 def test_the_partition_is_the_java_clients_murmur2_of_the_merchant() -> None:

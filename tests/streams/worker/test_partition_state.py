@@ -191,3 +191,99 @@ def test_refused_events_become_dead_letters_with_their_origin() -> None:
 def test_a_new_partition_starts_with_no_progress() -> None:
     checkpoint = PartitionState(3, CONFIG).checkpoint()
     assert (checkpoint.terminal, checkpoint.issuer, checkpoint.alerts_offset) == (NEVER, NEVER, 0)
+
+
+def routed(source: str, ev: dict[str, object], partition: int, of: int = 2) -> Incoming:
+    """``ev`` as the ingest puts it on the re-keyed topic, read from input ``partition``."""
+    sends = route(
+        source, encode(ev), topic=f"{source}-input", partition=partition, offset=0,  # type: ignore[arg-type]
+        join_partitions=1, input_partitions=of, max_clock_skew=timedelta(seconds=120),
+    )  # fmt: skip
+    assert isinstance(sends, list)
+    return Incoming(sends[0].value, dict(sends[0].headers)["dw-origin"])
+
+
+def approved_sale(terminal: str, at: float, partition: int) -> list[Incoming]:
+    """A sale approved on the terminal and debited by the bank: no alert, once both
+    sides are in. Terminal side on input ``partition``; the debit comes separately."""
+    return [
+        routed("terminal", event("request", at + 0.1, terminal=terminal, tx=at), partition),
+        routed(
+            "terminal",
+            event("outcome", at + 2.0, terminal=terminal, tx=at, outcome="approved"),
+            partition,
+        ),
+    ]
+
+
+def debit(terminal: str, at: float, partition: int) -> Incoming:
+    return routed("issuer", event("debit", at + 1.0, terminal=terminal, tx=at), partition)
+
+
+def run_ahead(state: PartitionState, *, origins: bool = True) -> list[str]:
+    """Two workers' ingests catching up: input partition 0 (both sources) is copied an
+    hour ahead while partition 1 still holds the bank's debit of an earlier sale.
+    ``origins=False`` strips the origin headers: one lane per source."""
+
+    def feed(messages: list[Incoming]) -> None:
+        state.feed([m if origins else Incoming(m.value) for m in messages], wall_us=0)
+
+    feed(approved_sale("T-0001", 0.0, partition=1))
+    feed([*approved_sale("T-0002", 3_600.0, 0), debit("T-0002", 3_600.0, 0)])
+    feed([debit("T-0001", 0.0, partition=1)])
+    feed([mark(s, FAR, p, 2) for s in ("terminal", "issuer") for p in (0, 1)])
+    return [f"{alert.kind}:{alert.status}" for alert in state.take_alerts()]
+
+
+def test_an_input_partition_read_ahead_closes_no_window_of_the_others() -> None:
+    assert run_ahead(PartitionState(0, CONFIG)) == []
+
+
+def test_without_lanes_the_same_run_fires_and_resolves_for_nothing() -> None:
+    """The control: the same messages with one lane per source (the largest
+    occurred_at) close the first sale's window an hour early."""
+    assert run_ahead(PartitionState(0, CONFIG), origins=False) == [
+        "terminal_approved_no_debit:firing",
+        "terminal_approved_no_debit:resolved",
+    ]
+
+
+def test_lanes_survive_a_restart_and_old_checkpoints_still_load() -> None:
+    live = PartitionState(0, CONFIG)
+    live.feed(approved_sale("T-0001", 0.0, partition=1), wall_us=0)
+    live.feed(approved_sale("T-0002", 3_600.0, partition=0), wall_us=0)
+    saved = Checkpoint.decode(live.checkpoint().encode())
+    assert saved.lanes["terminal"] == {
+        0: (BASE_SECOND + 3_602) * 1_000_000,
+        1: (BASE_SECOND + 2) * 1_000_000,
+    }
+    restored = PartitionState(0, CONFIG, checkpoint=saved)
+    assert restored.reconciler.progress.lanes == live.reconciler.progress.lanes
+    # A checkpoint written before lanes (four fields) restores the progresses; each
+    # input partition becomes a lane again when heard from.
+    old = msgspec.json.encode([saved.terminal, saved.issuer, {}, 7])
+    before_lanes = PartitionState(0, CONFIG, checkpoint=Checkpoint.decode(old))
+    assert before_lanes.alerts_offset == 7
+    assert before_lanes.reconciler.progress.terminal == saved.terminal
+    before_lanes.feed([debit("T-0001", 0.0, partition=1)], wall_us=0)
+    assert before_lanes.reconciler.progress.lanes["issuer"] == {1: (BASE_SECOND + 1) * 1_000_000}
+
+
+def test_a_silent_input_partition_is_ticked_on_its_own() -> None:
+    state = PartitionState(0, DetectionConfig(idle_advance=5.0))
+    # Both sources on input partitions 0 and 1; then partition 1 of each goes quiet.
+    state.feed([*approved_sale("T-0001", 0.0, 1), debit("T-0003", 0.0, 1)], wall_us=0)
+    state.feed(approved_sale("T-0002", 200.0, 0), wall_us=100_000_000)
+    state.feed([debit("T-0004", 200.0, 0)], wall_us=100_000_000)
+    assert state.reconciler.progress.stream_time < (BASE_SECOND + 200) * 1_000_000
+    ticks = state.due_ticks(wall_us=400_000_000)
+    assert {(t.source, t.input_partition) for t in ticks} == {
+        ("terminal", 0), ("terminal", 1), ("issuer", 0), ("issuer", 1),
+    }  # fmt: skip
+    state.feed([Incoming(encode_control(tick)) for tick in ticks], wall_us=400_000_000)
+    kinds = sorted(str(alert.kind) for alert in state.take_alerts())
+    assert kinds == ["terminal_approved_no_debit", "unmatched_debit"]  # T-0001 and T-0003
+    # A tick from before lanes (no input partition) moves every lane of its source.
+    old = TickControl(source="issuer", at_us=FAR)
+    state.feed([Incoming(encode_control(old))], wall_us=400_000_000)
+    assert state.reconciler.progress.lanes["issuer"] == {0: FAR, 1: FAR}
