@@ -36,10 +36,6 @@ from streams.settings import Settings
 
 # Flush this often: kafka-python 3 has no bound on the memory of unsent batches.
 _FLUSH_EVERY: Final = 50_000
-# Keyless events go to one partition this many at a time, then the next (Kafka's
-# "sticky" partitioning): full batches instead of one tiny batch per partition, about
-# 1.5x the throughput of kafka-python's random choice per message.
-_STICKY_RUN: Final = 256
 _EXAMPLES: Final = 5
 
 
@@ -121,11 +117,18 @@ class Sender:
             self.flush()
 
     def send_event(self, topic: str, value: bytes) -> None:
-        """Send one event to ``topic``; which partition does not matter (no key)."""
+        """Send one event to ``topic``, to its partitions in turn (no key).
+
+        One message each, as a fleet keyed by terminal spreads its events: this sender
+        paces live traffic, where the join waits for its slowest input partition
+        (docs/streaming.md, "Progress per input partition"). Runs of 256 per partition
+        left each partition silent for seconds at demo rates; bulk loads use
+        :class:`streams.bulk_send.BulkSender`.
+        """
         partitions = self.partitions(topic)
         sent = self._sent[topic]
         self._sent[topic] = sent + 1
-        self._send(topic, value, partitions[(sent // _STICKY_RUN) % len(partitions)])
+        self._send(topic, value, partitions[sent % len(partitions)])
 
     def send_watermark(self, topic: str, value: bytes) -> int:
         """Send a watermark to every partition of ``topic``; return how many."""
