@@ -19,12 +19,14 @@ a day (no ticks). Then, for ``--seconds``:
 
 Which message closes a window: a window closes when its join partition's stream time
 *passes* ``transmitted_at`` (to the second) + match window + grace (the alert's
-``window_closed_at``), and stream time is the smaller over the two sources of the
-largest ``occurred_at`` seen, **events included** (``models/stream_time.py``), not only
-watermarks. With events flowing, a watermark behind the wall clock never closes a window:
-the events do. So the sender replays the rule: for each join partition (the events'
-terminals hashed as the worker does) it records every message after which that
-partition's stream time went up, with the wall time it was sent. The closing message of
+``window_closed_at``), and stream time is the smaller over the two sources of each
+source's progress: the smallest over its input partitions (lanes) of the largest
+``occurred_at`` seen from each, **events included** (``models/stream_time.py``), not
+only watermarks. With events flowing, a watermark behind the wall clock never closes a
+window: the events do. So the sender replays the rule: for each join partition (the
+events' merchants hashed as the worker does; 100 merchants of 5 terminals each) it
+records every message after which that partition's stream time went up, with the wall
+time it was sent. The closing message of
 an alert is the first of those past its ``window_closed_at``; latency = arrival of the
 alert at the consumer - the wall time that message was sent. (Input partitions are read
 in parallel, so the worker may pass the close on a message sent a little later than
@@ -109,6 +111,7 @@ def micros_of(text: str) -> int:
 class Sale:
     sent: float
     terminal: str
+    merchant: str
     stan: str
     anomaly: bool
     card: str
@@ -119,33 +122,41 @@ class Sale:
 class Traffic:
     """What was sent, and when each join partition's stream time moved.
 
-    Stream time of a join partition = min over the two sources of the largest
-    ``occurred_at`` that reached it, watermarks included (``models/stream_time.py``);
-    events move it, not only watermarks. ``moves[p]`` lists, in send order, every
-    message after which partition ``p``'s stream time (as the sender computes it from
-    what it sent) went up: (stream time in µs, wall time it was sent, was a watermark).
+    Stream time of a join partition = min over the two sources, and over each source's
+    input partitions (lanes), of the largest ``occurred_at`` that reached it from there,
+    watermarks included (``models/stream_time.py``); events move it, not only
+    watermarks. ``moves[p]`` lists, in send order, every message after which partition
+    ``p``'s stream time (as the sender computes it from what it sent) went up: (stream
+    time in µs, wall time it was sent, was a watermark).
     """
 
     partitions: int
+    inputs: int  # partitions of each input topic
     events: int = 0
     transactions: int = 0
     anomalies: list[float] = field(default_factory=list)  # transmitted_at of each
     rounds: int = 0
     behind: float = 0.0  # the most the sender ran late on its schedule, seconds
-    progress: list[dict[str, int]] = field(default_factory=list)
+    progress: list[dict[str, list[int]]] = field(default_factory=list)
     moves: list[list[tuple[int, float, bool]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.progress = [{"terminal": 0, "issuer": 0} for _ in range(self.partitions)]
+        self.progress = [
+            {"terminal": [0] * self.inputs, "issuer": [0] * self.inputs}
+            for _ in range(self.partitions)
+        ]
         self.moves = [[] for _ in range(self.partitions)]
 
-    def reached(self, partition: int, source: str, at_us: int, wall: float, mark: bool) -> None:
+    def reached(
+        self, partition: int, source: str, lane: int, at_us: int, wall: float, mark: bool
+    ) -> None:
         progress = self.progress[partition]
-        if at_us <= progress[source]:
+        lanes = progress[source]
+        if at_us <= lanes[lane]:
             return
-        before = min(progress.values())
-        progress[source] = at_us
-        after = min(progress.values())
+        before = min(min(each) for each in progress.values())
+        lanes[lane] = at_us
+        after = min(min(each) for each in progress.values())
         if after > before:
             self.moves[partition].append((after, wall, mark))
 
@@ -155,7 +166,7 @@ def event_bytes(sale: Sale, kind: str, occurred: float, event_id: str) -> bytes:
         "event_id": event_id,
         "type": kind,
         "terminal_id": sale.terminal,
-        "merchant_id": "M-BENCH",
+        "merchant_id": sale.merchant,
         "stan": sale.stan,
         "transmitted_at": instant(sale.sent),
         "occurred_at": instant(occurred),
@@ -189,7 +200,7 @@ async def send_traffic(
     next_sale = started
     next_round = started + every
     sent_per_topic = dict.fromkeys(topics.values(), 0)
-    joins: dict[str, int] = {}  # terminal -> join partition
+    joins: dict[str, int] = {}  # merchant -> join partition
 
     try:
         while True:
@@ -204,6 +215,7 @@ async def send_traffic(
                 sale = Sale(
                     sent=next_sale,
                     terminal=terminal,
+                    merchant=f"M-{number % 500 // 5:03d}",
                     stan=f"{stan % 1_000_000:06d}",
                     anomaly=number % ANOMALY_EVERY == ANOMALY_EVERY - 1,
                     card=f"tok_{number % 20_000}",
@@ -225,10 +237,10 @@ async def send_traffic(
                 wall = time.time()
                 await producer.send(topic, value, partition=partition)
                 traffic.events += 1
-                join = joins.get(sale.terminal)
+                join = joins.get(sale.merchant)
                 if join is None:
-                    join = joins[sale.terminal] = join_partition(sale.terminal, traffic.partitions)
-                traffic.reached(join, source, micros_of(instant(due)), wall, False)
+                    join = joins[sale.merchant] = join_partition(sale.merchant, traffic.partitions)
+                traffic.reached(join, source, partition, micros_of(instant(due)), wall, False)
             if now >= next_round:
                 mark = now - lag
                 body = {"type": "watermark", "event_id": f"wm-{next(ids)}"}
@@ -238,10 +250,10 @@ async def send_traffic(
                 for topic in topics.values():
                     for partition in range(counts[topic]):
                         await producer.send(topic, value, partition=partition)
-                # A worker counts the round once every partition of both sources has it.
                 for join in range(traffic.partitions):
-                    for source in topics:
-                        traffic.reached(join, source, micros, wall, True)
+                    for source, topic in topics.items():
+                        for lane in range(counts[topic]):
+                            traffic.reached(join, source, lane, micros, wall, True)
                 traffic.rounds += 1
                 next_round += every
             await asyncio.sleep(0.005)
@@ -302,7 +314,7 @@ async def measure(
 ) -> tuple[Traffic, list[tuple[float, int, Any]], list[dict[str, float]]]:
     stop = asyncio.Event()
     tail = asyncio.create_task(tail_alerts(settings, stop))
-    traffic = Traffic(settings.partitions)
+    traffic = Traffic(settings.partitions, settings.input_partitions)
     memory = asyncio.create_task(sample_memory(worker_pid, traffic, args.rss_every, stop))
     try:
         await send_traffic(
@@ -334,7 +346,7 @@ def latencies(
             continue
         firing += 1
         close = micros_of(alert["window_closed_at"])
-        partition = join_partition(alert["terminal_id"], traffic.partitions)
+        partition = join_partition(alert["merchant_id"], traffic.partitions)
         # The first message after which the partition's stream time passed the close.
         index = bisect.bisect_right(marks[partition], close)
         if index == len(marks[partition]):
