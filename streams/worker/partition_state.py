@@ -49,7 +49,7 @@ from models.incidents import (
 from models.incidents import FIRING as INCIDENT_FIRING
 from models.instants import format_micros
 from models.reconciler import Reconciler
-from models.stream_time import NEVER, IdleAdvance, Progress
+from models.stream_time import NEVER, IdleAdvance, Lane, Progress
 from models.transaction import FIRING, OVERDUE, Txn, split_key
 from models.validation import Reason
 from streams.worker.wire import (
@@ -165,7 +165,9 @@ class PartitionState:
         self._idle = IdleAdvance(config.idle_advance)
         progress = self.reconciler.progress
         for source in SOURCES:
-            for lane, at in progress.lanes[source].items():
+            # A checkpoint from before lanes: the source's progress, as its lane 0.
+            lanes = progress.lanes[source] or {0: progress.of(source)}
+            for lane, at in lanes.items():
                 if at != NEVER:
                     # A restarted worker counts silence from its own start.
                     self._idle.heard(source, progress, wall_us, lane)
@@ -175,7 +177,7 @@ class PartitionState:
     def feed(self, messages: Sequence[Incoming], wall_us: int) -> list[DeadLetter]:
         """Apply a batch of re-keyed messages in order; the refused ones, as DLQ records."""
         dead: list[DeadLetter] = []
-        heard: set[tuple[Source, int]] = set()
+        heard: set[Lane] = set()
         run: list[Incoming] = []
         run_lanes: list[int] = []
         progress = self.reconciler.progress

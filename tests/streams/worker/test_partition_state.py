@@ -287,3 +287,18 @@ def test_a_silent_input_partition_is_ticked_on_its_own() -> None:
     old = TickControl(source="issuer", at_us=FAR)
     state.feed([Incoming(encode_control(old))], wall_us=400_000_000)
     assert state.reconciler.progress.lanes["issuer"] == {0: FAR, 1: FAR}
+
+
+def test_a_restart_from_a_checkpoint_before_lanes_still_ticks_a_silent_feed() -> None:
+    config = DetectionConfig(idle_advance=5.0)
+    live = PartitionState(0, config)
+    live.feed(ghost_debit(), wall_us=0)
+    writes = [(key, blob) for key, blob in live.take_writes() if blob is not None]
+    saved = live.checkpoint()
+    old = msgspec.json.encode([saved.terminal, saved.issuer, {}, 0])  # no lanes
+    restarted = PartitionState(0, config, txns=writes, checkpoint=Checkpoint.decode(old))
+    # Nothing arrives after the restart: silence counts from it, per source as lane 0.
+    ticks = restarted.due_ticks(wall_us=400_000_000)
+    assert {(t.source, t.input_partition) for t in ticks} == {("terminal", 0), ("issuer", 0)}
+    restarted.feed([Incoming(encode_control(tick)) for tick in ticks], wall_us=400_000_000)
+    assert [str(alert.kind) for alert in restarted.take_alerts()] == ["unmatched_debit"]
