@@ -21,7 +21,7 @@ All times are integer microseconds since the Unix epoch (exact, cheap to compare
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from models.events import Source
@@ -70,6 +70,17 @@ class Progress:
 
     def of(self, source: Source) -> int:
         return self.terminal if source == "terminal" else self.issuer
+
+    def stream_time_after(self, moves: Iterable[tuple[Source, int, int]]) -> int:
+        """The stream time once ``moves`` ((source, lane, at), as :meth:`IdleAdvance.due`
+        gives them) were applied, without applying them."""
+        lanes = {source: dict(each) for source, each in self.lanes.items()}
+        for source, lane, at in moves:
+            lanes[source][lane] = max(lanes[source].get(lane, NEVER), at)
+        return min(
+            max(self.of(source), min(each.values(), default=NEVER))
+            for source, each in lanes.items()
+        )
 
     def __repr__(self) -> str:
         return f"Progress(terminal={self.terminal}, issuer={self.issuer}, lanes={self.lanes})"

@@ -266,14 +266,7 @@ class PartitionState:
         next_due = self.reconciler.next_due()
         if not due or next_due is None:
             return []
-        lanes = {source: dict(progress.lanes[source]) for source in SOURCES}
-        for source, lane, at in due:
-            lanes[source][lane] = max(lanes[source].get(lane, NEVER), at)
-        stream_time = min(
-            max(progress.of(source), min(lanes[source].values(), default=NEVER))
-            for source in SOURCES
-        )
-        if stream_time <= next_due:
+        if progress.stream_time_after(due) <= next_due:
             return []
         return [
             TickControl(source=source, at_us=at, input_partition=lane) for source, lane, at in due
