@@ -1,7 +1,7 @@
 """End-to-end events/s of one stream worker next to the raw consume+decode rate, same run.
 
     .venv/bin/python bench/stream_throughput.py [--transactions 50000] [--seed 11]
-        [--pyinstrument worker-profile.txt]
+        [--pyinstrument worker-profile.txt [--pyinstrument-workers 2]]
 
 Starts its own broker (``streams.kafka_local``, free ports, a temporary directory,
 stopped at the end), simulates a capture (default profile), and produces it to two sets
@@ -32,8 +32,12 @@ of fresh topics *before* any worker starts, so every figure is a catch-up over a
 Each worker's firing alerts are compared with ``debitwatch replay`` of the same capture.
 ``--pyinstrument OUT`` also runs an at_least_once worker under pyinstrument on a third
 set of topics (after the measurements, so it does not slow them; stopped with SIGINT),
-writes its text report to OUT (``OUT.full.txt``: every frame) and the share of self
-time per package to the results. Results go to ``bench/results/stream_throughput.json``.
+writes its text report next to OUT, named after the worker (``OUT-prof.txt``;
+``.full.txt``: every frame), and the share of self time per package to the results;
+``--pyinstrument-workers 2`` profiles a group of two (``OUT-prof-0.txt``,
+``OUT-prof-1.txt``). Every run also records each worker's join batches from its
+``/metrics`` (messages per batch, seconds in batches). Results go to
+``bench/results/stream_throughput.json``.
 """
 
 from __future__ import annotations
@@ -191,7 +195,15 @@ def run_worker(
     """Start ``workers`` worker processes (one consumer group) on a backlog, wait until
     they caught up, stop them; the figures."""
     names = [name] if workers == 1 else [f"{name}-{i}" for i in range(workers)]
-    group = [BenchWorker(settings, name=n, log_dir=log_dir, prefix=prefix or []) for n in names]
+    group = [
+        BenchWorker(
+            settings,
+            name=n,
+            log_dir=log_dir,
+            prefix=[part.replace("{worker}", n) for part in prefix or []],
+        )
+        for n in names
+    ]
     worker = _Together(group)
     result: dict[str, Any] = {
         "processing_guarantee": settings.processing_guarantee,
@@ -227,6 +239,7 @@ def run_worker(
                 one.stop(timeout=60)
         return result
     result["cpu"] = meter.stop()
+    result["join"] = {one.name: join_batches(one) for one in group}
     exits = [one.interrupt() if prefix else one.stop(timeout=60) for one in group]
     result["exit_code"] = exits[0] if workers == 1 else exits
     result.update(
@@ -270,6 +283,28 @@ def run_worker(
         f"others {result['cpu']['others_cores']} cores"
     )
     return result
+
+
+def join_batches(worker: BenchWorker) -> dict[str, Any]:
+    """The worker's join, from its own counters: batches, messages per batch, seconds in
+    batches (core, alerts, state writes). A join fed many small batches pays its
+    per-batch costs (a state write per transaction touched, the checkpoint) more often."""
+    try:
+        samples = worker.metrics()
+    except OSError as error:
+        return {"error": str(error)}
+
+    def total(name: str) -> float:
+        return sum(sample.value for sample in samples if sample.name == name)
+
+    batches = total("debitwatch_batch_duration_seconds_count")
+    messages = total("debitwatch_join_messages_total")
+    return {
+        "batches": int(batches),
+        "messages": int(messages),
+        "messages_per_batch": round(messages / batches, 1) if batches else None,
+        "seconds_in_batches": round(total("debitwatch_batch_duration_seconds_sum"), 2),
+    }
 
 
 class _Together:
@@ -354,6 +389,12 @@ def main() -> int:
     parser.set_defaults(transactions=50_000)
     parser.add_argument("--timeout", type=float, default=900.0, help="per worker run, seconds")
     parser.add_argument("--pyinstrument", type=Path, help="also profile a worker; text report")
+    parser.add_argument(
+        "--pyinstrument-workers",
+        type=int,
+        default=1,
+        help="worker processes in the profiled run (one report each; default 1)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
         "--no-scale-out",
@@ -403,12 +444,29 @@ def main() -> int:
                 run["firing_equals_replay"] = firing == expected
         if args.pyinstrument is not None:
             profiled, _ = prepared(broker, scratch, "prof", capture)
-            session = args.pyinstrument.resolve().with_suffix(".pyisession")
+            report = args.pyinstrument.resolve()
+            # One session per worker process: "{worker}" becomes its name (prof, prof-0, …).
+            session = report.with_name(f"{report.stem}-{{worker}}.pyisession")
             prefix = [PYINSTRUMENT, "-i", "0.005", "-r", "pyisession", "-o", str(session)]
-            profile = run_worker(profiled, broker, messages, logs, "prof", args.timeout, prefix)
+            profile = run_worker(
+                profiled,
+                broker,
+                messages,
+                logs,
+                "prof",
+                args.timeout,
+                prefix,
+                workers=args.pyinstrument_workers,
+            )
             profile.pop("firing", None)
-            profile["self_time_by_package"] = render_profile(session, args.pyinstrument)
-            result["pyinstrument_run"] = {"report": str(args.pyinstrument), **profile}
+            profile["self_time_by_package"] = {
+                name: render_profile(
+                    Path(str(session).replace("{worker}", name)),
+                    report.with_name(f"{report.stem}-{name}{report.suffix}"),
+                )
+                for name in profile["join"]
+            }
+            result["pyinstrument_run"] = {"report": str(report), **profile}
     raw = before if before["events_per_second"] >= after["events_per_second"] else after
     result["raw_aiokafka_decode"] = {
         "events_per_second": raw["events_per_second"],

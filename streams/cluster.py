@@ -14,11 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from kafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from streams.kafka_clients import admin, consumer, topic_partitions
 from streams.settings import Settings
@@ -101,6 +104,13 @@ class WorkerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def metrics(self) -> list[Sample]:
+        """Every sample on the worker's ``/metrics``; OSError while its web server is not up."""
+        url = f"http://127.0.0.1:{self.settings.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
     def log_tail(self, lines: int = 40) -> str:
         try:

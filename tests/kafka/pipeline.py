@@ -6,13 +6,9 @@ import itertools
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from models.alerts import Alert
 from models.final_states import ALERT_DECODER
@@ -94,19 +90,11 @@ def duplicates(alerts: list[Alert]) -> list[tuple[str, str]]:
     return repeated
 
 
-def scrape(worker: WorkerProcess) -> list[Sample]:
-    """Every sample on the worker's ``/metrics``; OSError while its web server is not up."""
-    url = f"http://127.0.0.1:{worker.settings.web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
-
-
 def progress(worker: WorkerProcess) -> tuple[float, float]:
     """(re-keyed messages the join has processed, alert records it has published and seen
     acknowledged) so far; zeros before the worker serves its metrics."""
     try:
-        samples = scrape(worker)
+        samples = worker.metrics()
     except OSError:
         return 0.0, 0.0
     joined = sum(s.value for s in samples if s.name == "debitwatch_join_messages_total")

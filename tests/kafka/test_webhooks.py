@@ -37,7 +37,7 @@ from streams.webhooks.config import changelog_topic, dlq_topic, load_endpoints
 from streams.webhooks.dead_letter import DEAD_LETTER_DECODER, WebhookDeadLetter
 from streams.webhooks.signing import webhook_id
 from tests.kafka.conftest import free_port
-from tests.kafka.pipeline import prepare, read_alerts, scrape, start_worker, wait
+from tests.kafka.pipeline import prepare, read_alerts, start_worker, wait
 
 SECRET = "whsec_" + base64.b64encode(b"debitwatch webhook test secret 1").decode()
 CHAT_SECRET = "whsec_" + base64.b64encode(b"debitwatch webhook chat secret 2").decode()
@@ -150,7 +150,7 @@ def states(
 def metrics(worker: WorkerProcess) -> dict[str, float]:
     """The worker's webhook series, ``name`` or ``name{outcome}`` -> value."""
     values: dict[str, float] = {}
-    for sample in scrape(worker):
+    for sample in worker.metrics():
         if "webhook" in sample.name:
             outcome = sample.labels.get("outcome")
             values[f"{sample.name}{{{outcome}}}" if outcome else sample.name] = sample.value
