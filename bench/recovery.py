@@ -16,8 +16,10 @@ days), so every window stays open. Then:
 2. **restart, local state**: one more request is produced (the join loads its state on
    its first batch), and a worker is started with the same data directory: RocksDB is
    there, Faust only reads the changelog past the offsets it had persisted.
-3. **fresh worker, empty data directory**: the same, on a new directory: Faust replays
-   the whole changelog into a new RocksDB first.
+3. **fresh worker, empty data directory**: the same, on a new directory: the whole
+   changelog goes into a new RocksDB first, read in whole batches by the worker's store
+   (``streams/worker/changelog_catch_up.py``; its log line gives records and seconds),
+   and Faust's recovery reads whatever that left (before the store: all of it).
 
 For 2 and 3: seconds from starting the process until the worker logs "restored
 partitions [...]: N states in X s" (the join's restore, ``--loglevel info``; this
@@ -76,11 +78,13 @@ RESTORED = re.compile(
 # Faust's own milestones at INFO, first occurrence of each (from the log's timestamps).
 MILESTONES = {
     "group_assigned": re.compile(r"Setting newly assigned partitions"),
+    "changelog_caught_up": re.compile(r"changelog catch-up of"),
     "changelog_read_started": re.compile(r"Recovery\]: active offsets at start of reading"),
     "changelog_restored": re.compile(r"Recovery\]: Restore complete"),
     "faust_ready": re.compile(r"\[\^Worker\]: Ready"),
     "state_restored": RESTORED,
 }
+CATCH_UP = re.compile(r"changelog catch-up of \[([0-9, ]*)\]: (\d+) records in ([0-9.]+) s")
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 BASE = datetime(2026, 11, 27, 9, 0, 0, tzinfo=UTC)
 SPREAD_SECONDS = 300
@@ -172,7 +176,12 @@ def restart(
         stopping = time.monotonic()
         result["exit_code"] = worker.stop(timeout=600)
         result["stop_seconds"] = round(time.monotonic() - stopping, 2)
-    result["milestones_s"] = milestones(worker.log_since_start(), worker.started_wall)
+    log = worker.log_since_start()
+    result["milestones_s"] = milestones(log, worker.started_wall)
+    result["changelog_catch_up"] = [
+        {"partitions": found[0], "records": int(found[1]), "seconds": float(found[2])}
+        for found in CATCH_UP.findall(log)
+    ]
     print(
         f"{name}: restored {result.get('restored_transactions')} transactions "
         f"{result.get('seconds_start_to_restored')} s after start "

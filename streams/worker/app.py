@@ -50,6 +50,7 @@ from streams.webhooks import install_webhooks
 from streams.worker import batch_feed
 from streams.worker.batch_feed import Batch, BatchFeed
 from streams.worker.batch_send import NO_HEADERS, send_records
+from streams.worker.changelog_catch_up import STORE_URL as CATCH_UP_STORE_URL
 from streams.worker.event_order import EventTimeOrder, Routed
 from streams.worker.ingest import route
 from streams.worker.partition_state import (
@@ -91,7 +92,9 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
-        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        # Faust's RocksDB store, restored from the changelog in whole batches
+        # (changelog_catch_up.py).
+        store=CATCH_UP_STORE_URL if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir),
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=settings.partitions,
