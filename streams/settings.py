@@ -65,6 +65,11 @@ class Settings:
     batch_within: float = 0.1
     tick_interval: float = 1.0
     session_timeout: float = 45.0
+    # Faust's standby copies of other workers' table partitions. 0: Faust reads standby
+    # changelogs one record at a time, which cost two workers ~12 s of CPU each on the
+    # 50k-transaction capture, while a new owner catches up from the changelog in bulk
+    # (streams/worker/changelog_catch_up.py; docs/PERFORMANCE.md, "Scale-out").
+    standby_replicas: int = 0
     # The incident model (docs/incidents.md): "default" (trained by `make model` into the
     # package), "none" (no terminal_incident alerts), or the path of a skops file.
     incident_model: str = "default"
@@ -76,6 +81,8 @@ class Settings:
             raise ConfigError("partitions and input_partitions must be >= 1")
         if self.replication < 1:
             raise ConfigError("replication must be >= 1")
+        if self.standby_replicas < 0:
+            raise ConfigError("standby_replicas must be >= 0")
         if self.processing_guarantee != "at_least_once":
             raise ConfigError(
                 f"processing_guarantee {self.processing_guarantee!r} is not supported: "
@@ -145,7 +152,7 @@ _FIELDS: Final = tuple(
 )
 _DETECTION_FIELDS: Final = tuple(f.name for f in dataclasses.fields(DetectionConfig))
 _INTS: Final = frozenset(
-    {"partitions", "input_partitions", "replication", "web_port", "batch_size"}
+    {"partitions", "input_partitions", "replication", "web_port", "batch_size", "standby_replicas"}
 )
 _DURATIONS: Final = frozenset(
     {

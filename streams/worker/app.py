@@ -114,6 +114,7 @@ def create_app(settings: Settings) -> faust.App:
         # How long the group waits for a silent (crashed) worker before its partitions
         # move: Kafka Streams' default, where Faust's is 60 s.
         broker_session_timeout=settings.session_timeout,
+        table_standby_replicas=settings.standby_replicas,
         # Batches of sends, not one request per message (measured: docs/PERFORMANCE.md).
         producer_linger=0.005,
         # An agent that fails stops the worker (and its supervisor restarts it from the

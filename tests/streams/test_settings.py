@@ -46,6 +46,7 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
         ({"DEBITWATCH_PROCESSING_GUARANTEE": "maybe_once"}, "processing_guarantee"),
         ({"DEBITWATCH_PROCESSING_GUARANTEE": "exactly_once"}, "not supported"),
         ({"DEBITWATCH_STORE": "redis"}, "store must be rocksdb or memory"),
+        ({"DEBITWATCH_STANDBY_REPLICAS": "-1"}, "standby_replicas must be >= 0"),
         ({"DEBITWATCH_MATCH_WINDOW": "soon"}, "expected a duration"),
     ],
 )
