@@ -98,7 +98,8 @@ class BulkSender:
 
     def _wait(self) -> None:
         shipped, self._shipped = self._shipped, []
-        self._run(asyncio.gather(*shipped))
+        if shipped:  # gather() of nothing would make a future of another event loop
+            self._run(asyncio.gather(*shipped))
 
     def flush(self) -> None:
         """Ship every partial batch and wait until all are acknowledged."""
