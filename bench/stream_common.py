@@ -317,7 +317,7 @@ def _process_cpu_seconds(pid: int) -> float:
     return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
 
 
-def _machine_busy_seconds() -> float:
+def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent not idle (all cores), from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
@@ -337,7 +337,7 @@ class CpuMeter:
         self.pids = dict(pids)
         self._start_cpu = {name: _process_cpu_seconds(pid) for name, pid in self.pids.items()}
         self._start_self = _self_cpu_seconds()
-        self._start_busy = _machine_busy_seconds()
+        self._start_busy = machine_busy_seconds()
         self._started = time.monotonic()
         self._loads: list[float] = [os.getloadavg()[0]]
         self._stop = threading.Event()
@@ -364,7 +364,7 @@ class CpuMeter:
             for name, pid in self.pids.items()
         }
         ours["bench (this process)"] = _self_cpu_seconds() - self._start_self
-        busy = _machine_busy_seconds() - self._start_busy
+        busy = machine_busy_seconds() - self._start_busy
         others = max(0.0, busy - sum(ours.values()))
         self._loads.append(os.getloadavg()[0])
         self.result = {
