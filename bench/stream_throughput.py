@@ -373,6 +373,7 @@ def prepared(
     broker: Broker, scratch: Path, label: str, capture: Path, **changes: Any
 ) -> tuple[Settings, ProduceSummary]:
     detection = DetectionConfig(idle_advance=IDLE_ADVANCE)
+    changes = {**SETTING_CHANGES, **changes}
     settings = fresh_settings(broker, scratch / "state", label, detection=detection, **changes)
     create_topics(settings)
     group_coordinator_ready(settings)
@@ -382,6 +383,10 @@ def prepared(
         f"({summary.messages / summary.seconds:,.0f}/s)"
     )
     return settings, summary
+
+
+# Worker settings other than the defaults, for every run (--batch-size).
+SETTING_CHANGES: dict[str, Any] = {}
 
 
 def main() -> int:
@@ -402,7 +407,12 @@ def main() -> int:
         action="store_false",
         help="skip the run with two worker processes",
     )
+    parser.add_argument(
+        "--batch-size", type=int, help="the workers' batch_size (default: the settings')"
+    )
     args = parser.parse_args()
+    if args.batch_size is not None:
+        SETTING_CHANGES["batch_size"] = args.batch_size
     capture, result = run_header(args)
     result["broker_jvm_options"] = list(BROKER_JVM_OPTIONS)
     with scratch_dir(args.keep) as scratch, local_broker(scratch) as broker:
