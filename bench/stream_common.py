@@ -155,12 +155,9 @@ def fresh_settings(broker: Broker, state_dir: Path, label: str, **changes: Any) 
 
 
 class BenchWorker(WorkerProcess):
-    """A :class:`WorkerProcess` whose log level and interpreter command can be chosen.
-
-    ``WorkerProcess`` starts workers with ``--loglevel warning``; the recovery benchmark
-    needs the INFO line "restored partitions ...", and the profile runs the worker under
-    ``pyinstrument`` (``prefix``). Also keeps the start time and the process id.
-    """
+    """A :class:`WorkerProcess` on a free port whose interpreter command can be chosen:
+    the profile runs the worker under ``pyinstrument`` (``prefix``). Also keeps the start
+    time and the process id."""
 
     def __init__(
         self,
@@ -171,8 +168,9 @@ class BenchWorker(WorkerProcess):
         loglevel: str = "warning",
         prefix: Sequence[str] = (),
     ) -> None:
-        super().__init__(settings, name=name, web_port=free_port(), log_dir=log_dir)
-        self.loglevel = loglevel
+        super().__init__(
+            settings, name=name, web_port=free_port(), log_dir=log_dir, loglevel=loglevel
+        )
         self.prefix = list(prefix) or [sys.executable]
         self.started_wall = 0.0
         self.started = 0.0

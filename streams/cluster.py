@@ -46,8 +46,17 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
 class WorkerProcess:
     """One ``debitwatch worker`` subprocess with its own web port, state dir and log."""
 
-    def __init__(self, settings: Settings, *, name: str, web_port: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        web_port: int,
+        log_dir: Path,
+        loglevel: str = "warning",
+    ) -> None:
         self.name = name
+        self.loglevel = loglevel
         self.settings = dataclasses.replace(
             settings, web_port=web_port, data_dir=settings.data_dir / name
         )
@@ -57,7 +66,7 @@ class WorkerProcess:
 
     def command(self) -> list[str]:
         """The worker's command line (a benchmark may run it under a profiler)."""
-        return [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
+        return [sys.executable, "-m", "streams.cli", "worker", "--loglevel", self.loglevel]
 
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

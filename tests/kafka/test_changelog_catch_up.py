@@ -14,6 +14,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import faust
 import pytest
@@ -40,7 +41,7 @@ from tests.kafka.pipeline import (
 PARTITIONS = 2
 
 
-def changelog_store(settings: Settings, folder: Path) -> tuple[object, str]:
+def changelog_store(settings: Settings, folder: Path) -> tuple[Any, str]:
     """A Faust app's table store as the worker builds it (not started), and the name of
     its changelog topic."""
     app = faust.App(settings.app_id, broker=settings.broker, datadir=str(folder), store=STORE_URL)
@@ -57,9 +58,9 @@ def produce(
         client.flush()
 
 
-def contents(store: object, partition: int) -> dict[bytes, bytes]:
-    db = store._db_for_partition(partition)  # type: ignore[attr-defined]
-    return {k: v for k, v in db.items() if k != store.offset_key}  # type: ignore[attr-defined]
+def contents(store: Any, partition: int) -> dict[bytes, bytes]:
+    db = store._db_for_partition(partition)
+    return {k: v for k, v in db.items() if k != store.offset_key}
 
 
 def test_catch_up_applies_the_changelog_from_the_persisted_offset(
@@ -84,8 +85,8 @@ def test_catch_up_applies_the_changelog_from_the_persisted_offset(
     del expected[b"k7"]
     assert contents(store, 0) == expected
     assert contents(store, 1) == {b"only": b"one", b"two": b"2"}
-    assert store.persisted_offset(tps[0]) == 300  # type: ignore[attr-defined]
-    assert store.persisted_offset(tps[1]) == 1  # type: ignore[attr-defined]
+    assert store.persisted_offset(tps[0]) == 300
+    assert store.persisted_offset(tps[1]) == 1
 
     # More records: only those are read, from the persisted offsets on.
     produce(settings, topic, [(0, b"k7", b"back"), (1, b"two", None)])
@@ -101,7 +102,7 @@ def test_catch_up_applies_the_changelog_from_the_persisted_offset(
     with pytest.raises(TimeoutError):
         asyncio.run(catch_up(store, tps, bootstrap, budget=0))
     assert b"late" not in contents(store, 1)
-    assert store.persisted_offset(tps[1]) == 2  # type: ignore[attr-defined]
+    assert store.persisted_offset(tps[1]) == 2
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +111,6 @@ def capture_5k(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 CAUGHT_UP = re.compile(r"changelog catch-up of \[[0-9, ]+\]: (\d+) records")
-
-
-class InfoWorker(WorkerProcess):
-    """A worker logging at INFO, where the catch-up reports what it read."""
-
-    def command(self) -> list[str]:
-        return [*super().command()[:-1], "info"]
 
 
 def test_a_worker_with_an_empty_data_dir_restores_from_the_changelog(
@@ -130,8 +124,11 @@ def test_a_worker_with_an_empty_data_dir_restores_from_the_changelog(
     try:
         kill_halfway(settings, first, total)
         before = len(read_alerts(settings))
-        # A new member with its own, empty, data directory.
-        second = InfoWorker(settings, name="fresh", web_port=free_port(), log_dir=tmp_path)
+        # A new member with its own, empty, data directory; at INFO, where the catch-up
+        # reports what it read.
+        second = WorkerProcess(
+            settings, name="fresh", web_port=free_port(), log_dir=tmp_path, loglevel="info"
+        )
         second.start()
         wait(settings, [second])
         log = second.log_path.read_text()
