@@ -373,7 +373,6 @@ def prepared(
     broker: Broker, scratch: Path, label: str, capture: Path, **changes: Any
 ) -> tuple[Settings, ProduceSummary]:
     detection = DetectionConfig(idle_advance=IDLE_ADVANCE)
-    changes = {**SETTING_CHANGES, **changes}
     settings = fresh_settings(broker, scratch / "state", label, detection=detection, **changes)
     create_topics(settings)
     group_coordinator_ready(settings)
@@ -383,10 +382,6 @@ def prepared(
         f"({summary.messages / summary.seconds:,.0f}/s)"
     )
     return settings, summary
-
-
-# Worker settings other than the defaults, for every run (--batch-size).
-SETTING_CHANGES: dict[str, Any] = {}
 
 
 def main() -> int:
@@ -411,15 +406,15 @@ def main() -> int:
         "--batch-size", type=int, help="the workers' batch_size (default: the settings')"
     )
     args = parser.parse_args()
-    if args.batch_size is not None:
-        SETTING_CHANGES["batch_size"] = args.batch_size
+    # Worker settings other than the defaults, for every run.
+    tuned: dict[str, Any] = {} if args.batch_size is None else {"batch_size": args.batch_size}
     capture, result = run_header(args)
     result["broker_jvm_options"] = list(BROKER_JVM_OPTIONS)
     with scratch_dir(args.keep) as scratch, local_broker(scratch) as broker:
-        alo, produced = prepared(broker, scratch, "alo", capture)
+        alo, produced = prepared(broker, scratch, "alo", capture, **tuned)
         try:
             eos: Settings | None = prepared(
-                broker, scratch, "eos", capture, processing_guarantee="exactly_once"
+                broker, scratch, "eos", capture, processing_guarantee="exactly_once", **tuned
             )[0]
         except ConfigError as error:
             eos, refused = None, str(error)
@@ -437,7 +432,7 @@ def main() -> int:
         logs = scratch / "logs"
         runs = {"at_least_once": run_worker(alo, broker, messages, logs, "alo", args.timeout)}
         if args.scale_out:
-            two, _ = prepared(broker, scratch, "two", capture)
+            two, _ = prepared(broker, scratch, "two", capture, **tuned)
             runs["at_least_once_2_workers"] = run_worker(
                 two, broker, messages, logs, "two", args.timeout, workers=2
             )
@@ -453,7 +448,7 @@ def main() -> int:
                 run["firing_alerts"] = len(firing)
                 run["firing_equals_replay"] = firing == expected
         if args.pyinstrument is not None:
-            profiled, _ = prepared(broker, scratch, "prof", capture)
+            profiled, _ = prepared(broker, scratch, "prof", capture, **tuned)
             report = args.pyinstrument.resolve()
             # One session per worker process: "{worker}" becomes its name (prof, prof-0, …).
             session = report.with_name(f"{report.stem}-{{worker}}.pyisession")
