@@ -225,6 +225,16 @@ class IncidentModel(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
 
+    def judge(self, X: ArrayLike) -> tuple[NDArray[np.bool_], Matrix]:  # noqa: N803 (sklearn's X)
+        """``(predict(X) == -1, anomaly_score(X))`` from one evaluation of the rows.
+
+        The tracker needs both for every row it scores at every step; computing the
+        evidence once instead of twice halves the model's share of a step.
+        """
+        decision = -self._evidence(self._validate_rows(X)) - self.threshold_
+        scores = np.asarray(special.expit(-decision / ANOMALY_SCALE), np.float64)
+        return np.asarray(decision < 0), scores
+
     def anomaly_score(self, X: ArrayLike) -> Matrix:  # noqa: N803 (sklearn's X)
         """How abnormal each row is, in [0, 1]: the severity input.
 
@@ -272,6 +282,21 @@ class IncidentModel(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self)
         data: Matrix = validate_data(self, X, dtype=np.float64, reset=False)
         return data
+
+    def _validate_rows(self, X: ArrayLike) -> Matrix:  # noqa: N803 (sklearn's X)
+        """:meth:`_validate`, with a short way for what the tracker passes at every step
+        (a finite float64 matrix of the fitted width): scikit-learn's full validation
+        costs about a millisecond a call, more than scoring a step's rows."""
+        if (
+            isinstance(X, np.ndarray)
+            and X.dtype == np.float64
+            and X.ndim == 2
+            and X.shape[1] == getattr(self, "n_features_in_", -1)
+            and getattr(self, "feature_names_in_", None) is None
+            and bool(np.isfinite(X).all())
+        ):
+            return X
+        return self._validate(X)
 
     def _feature_names(self) -> list[str]:
         names = getattr(self, "feature_names_in_", None)

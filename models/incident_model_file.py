@@ -69,9 +69,8 @@ class LoadedModel:
         if len(rows) == 0:
             return []
         data = np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURES))
-        abnormal = self.model.predict(data) == -1
-        scores = self.model.anomaly_score(data)
-        return [(bool(a), float(s)) for a, s in zip(abnormal, scores, strict=True)]
+        abnormal, scores = self.model.judge(data)
+        return list(zip(abnormal.tolist(), scores.tolist(), strict=True))
 
     def min_attempts(self) -> int:
         """Rows with fewer attempts score as normal (:class:`IncidentModel` ``min_attempts``)."""

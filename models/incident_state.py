@@ -32,13 +32,42 @@ RESOLVED: Final = 2
 class TerminalActivity:
     """One terminal's recent slots (durable under ``~slots/<terminal_id>``)."""
 
-    __slots__ = ("merchant_id", "slots", "terminal_id")
+    __slots__ = (
+        "merchant_id",
+        "slots",
+        "terminal_id",
+        "window_at",
+        "window_latencies",
+        "window_totals",
+    )
 
     def __init__(self, terminal_id: str, merchant_id: str) -> None:
         self.terminal_id = terminal_id
         self.merchant_id = merchant_id
         # slot number -> (counters, issuer latencies in ms)
         self.slots: dict[int, tuple[list[int], list[int]]] = {}
+        # Derived, never stored: the window the tracker scored at its step ``window_at``
+        # (its counters summed, None when no slot was in it; its latencies), so a step
+        # re-reads only the terminals whose window changed (models.incidents).
+        self.window_at: int | None = None
+        self.window_totals: list[int] | None = None
+        self.window_latencies: list[int] = []
+
+    def take_window(self, boundary: int, last: int) -> None:
+        """Recompute the window of the step at ``boundary``: the slots before ``last``."""
+        inside = [slot for number, slot in self.slots.items() if number < last]
+        if not inside:
+            self.window_totals = None
+            self.window_latencies = []
+        elif len(inside) == 1:
+            self.window_totals = list(inside[0][0])
+            self.window_latencies = list(inside[0][1])
+        else:
+            self.window_totals = [
+                sum(column) for column in zip(*(c for c, _ in inside), strict=True)
+            ]
+            self.window_latencies = [ms for _, latencies in inside for ms in latencies]
+        self.window_at = boundary
 
     def slot(self, number: int) -> tuple[list[int], list[int]]:
         found = self.slots.get(number)
@@ -164,20 +193,33 @@ def feature_matrix(groups: Sequence[Sequence[Slot]]) -> NDArray[np.float64]:
     latencies = np.array(
         [ms for group in groups for _counts, lat in group for ms in lat], dtype=np.float64
     )
-    latency_owners = np.repeat(owners, latency_sizes)
+    return feature_rows(total, latencies, np.repeat(owners, latency_sizes))
+
+
+def feature_rows(
+    total: NDArray[np.float64], latencies: NDArray[np.float64], latency_owners: NDArray[np.int_]
+) -> NDArray[np.float64]:
+    """The :data:`FEATURES` rows of groups given their summed counters (one row of
+    :data:`COUNTERS` per group) and their latencies in ms (each with its group's row).
+
+    Sums of integer counters are exact in float64 whichever way they were added, and a
+    quantile depends only on the multiset of latencies: every way of building the
+    inputs gives the same rows, bit for bit.
+    """
+    groups = len(total)
     attempts = total[:, ATTEMPTS]
     outcomes = total[:, [APPROVED, DECLINED, TIMEOUT, ERROR, CANCELLED]].sum(axis=1)
     per_outcome = np.divide(1.0, outcomes, out=np.zeros_like(outcomes), where=outcomes > 0)
     per_attempt = np.divide(1.0, attempts, out=np.zeros_like(attempts), where=attempts > 0)
-    rows = np.empty((len(groups), len(FEATURES)))
+    rows = np.empty((groups, len(FEATURES)))
     rows[:, 0] = attempts
     for column, counter in enumerate((TIMEOUT, ERROR, DECLINED, CANCELLED), start=1):
         rows[:, column] = total[:, counter] * per_outcome
     shares = (REVERSALS, EXTRA_DEBITS, FAILED_CHARGED, LATE_ANSWERS)
     for column, counter in enumerate(shares, start=5):
         rows[:, column] = np.minimum(1.0, total[:, counter] * per_attempt)
-    rows[:, 9] = _group_quantile(latencies, latency_owners, len(groups), 0.5) / 1000.0
-    rows[:, 10] = _group_quantile(latencies, latency_owners, len(groups), 0.95) / 1000.0
+    rows[:, 9] = _group_quantile(latencies, latency_owners, groups, 0.5) / 1000.0
+    rows[:, 10] = _group_quantile(latencies, latency_owners, groups, 0.95) / 1000.0
     return rows
 
 

@@ -53,6 +53,7 @@ from models.incident_state import (
     APPROVED,
     ATTEMPTS,
     CANCELLED,
+    COUNTERS,
     DECLINED,
     EPISODE_PREFIX,
     ERROR,
@@ -66,9 +67,8 @@ from models.incident_state import (
     SLOTS_PREFIX,
     TIMEOUT,
     Episode,
-    Slot,
     TerminalActivity,
-    feature_matrix,
+    feature_rows,
     features,
     merchant_of_state,
 )
@@ -159,6 +159,8 @@ class IncidentTracker:
         self.outbox: list[Alert] = []
         self.late_events = 0
         self.scored_rows = 0
+        # Terminals counted into the last step's window since that step.
+        self._changed: set[str] = set()
         # The last step boundary passed (in slot numbers): slots before
         # ``_scored - lag - window`` no longer count.
         self._scored: int | None = None
@@ -218,11 +220,12 @@ class IncidentTracker:
         tell a duplicate debit or a failed-but-charged sale apart).
         """
         number = second // self._step_s
-        if self._scored is not None and number < self._scored - self._lag_slots - (
-            self._window_slots
-        ):
-            self.late_events += 1
-            return
+        if self._scored is not None and number < self._scored - self._lag_slots:
+            if number < self._scored - self._lag_slots - self._window_slots:
+                self.late_events += 1
+                return
+            # Inside the window of the last step: its cached sums are out of date.
+            self._changed.add(terminal_id)
         activity = self.terminals.get(terminal_id)
         if activity is None:
             activity = self.terminals[terminal_id] = TerminalActivity(terminal_id, merchant_id)
@@ -304,48 +307,43 @@ class IncidentTracker:
     def _step(self, boundary: int) -> bool:
         """Score every terminal and merchant with recent traffic at ``boundary``; False
         when there was nothing to score."""
-        last = boundary - self._lag_slots  # exclusive
-        first = last - self._window_slots
-        windows: dict[str, list[Slot]] = {}
-        by_merchant: dict[str, list[str]] = {}
-        for terminal_id in sorted(self.terminals):
-            activity = self.terminals[terminal_id]
-            stale = [n for n in activity.slots if n < first]
-            for number in stale:
-                del activity.slots[number]
-            if stale:
-                self.touched.add(SLOTS_PREFIX + terminal_id)
-            if not activity.slots:
-                del self.terminals[terminal_id]
-                continue
-            window = [c for n, c in activity.slots.items() if n < last]
-            if window:
-                windows[terminal_id] = window
-                by_merchant.setdefault(activity.merchant_id, []).append(terminal_id)
+        windowed = self._windows(boundary)
+        # Terminals by merchant (both sorted: the order of the rows and of the alerts).
+        by_merchant: dict[str, list[int]] = {}
+        for index, activity in enumerate(windowed):
+            by_merchant.setdefault(activity.merchant_id, []).append(index)
+        merchants = sorted(by_merchant)
         # A row with fewer attempts than the model's minimum is normal whatever it holds
-        # (too few sales to tell): not worth building, unless its incident is firing.
+        # (too few sales to tell): not scored, unless its incident is firing.
         least = self.scorer.min_attempts()
+        episodes = self.episodes
         subjects: list[tuple[str, str, str, list[str]]] = []  # scope, entity, merchant, who
-        groups: list[list[Slot]] = []
-        for merchant_id, terminals in sorted(by_merchant.items()):
-            attempts = {t: sum(counts[ATTEMPTS] for counts, _ in windows[t]) for t in terminals}
-            if len(terminals) >= 2 and (
-                sum(attempts.values()) >= least or self._firing(f"merchant:{merchant_id}")
+        rows: list[int] = []  # each subject's row: terminals first, then merchants
+        for number, merchant_id in enumerate(merchants):
+            members = by_merchant[merchant_id]
+            attempts = [_attempts_of(windowed[i]) for i in members]
+            if len(members) >= 2 and (
+                sum(attempts) >= least or (episodes and self._firing(f"merchant:{merchant_id}"))
             ):
-                subjects.append(("merchant", merchant_id, merchant_id, terminals))
-                groups.append([c for t in terminals for c in windows[t]])
-            for terminal_id in terminals:
-                if attempts[terminal_id] >= least or self._firing(f"terminal:{terminal_id}"):
+                who = [windowed[i].terminal_id for i in members]
+                subjects.append(("merchant", merchant_id, merchant_id, who))
+                rows.append(len(windowed) + number)
+            for index, count in zip(members, attempts, strict=True):
+                terminal_id = windowed[index].terminal_id
+                if count >= least or (episodes and self._firing(f"terminal:{terminal_id}")):
                     subjects.append(("terminal", terminal_id, merchant_id, [terminal_id]))
-                    groups.append(windows[terminal_id])
-        matrix = feature_matrix(groups) if groups else np.empty((0, len(FEATURES)))
+                    rows.append(index)
+        if rows:
+            matrix = self._feature_table(windowed, by_merchant, merchants)[rows]
+        else:
+            matrix = np.empty((0, len(FEATURES)))
         # Firing incidents with no traffic left in the window are scored as quiet.
-        scored = {f"{scope}:{entity}" for scope, entity, _m, _w in subjects}
-        quiet = [
-            e
-            for key, e in sorted(self.episodes.items())
-            if e.status == FIRING and key not in scored
-        ]
+        quiet: list[Episode] = []
+        if any(e.status == FIRING for e in episodes.values()):
+            scored = {f"{scope}:{entity}" for scope, entity, _m, _w in subjects}
+            quiet = [
+                e for key, e in sorted(episodes.items()) if e.status == FIRING and key not in scored
+            ]
         if len(matrix):
             self.scored_rows += len(matrix)
             verdicts = self.scorer.assess(matrix)
@@ -356,6 +354,8 @@ class IncidentTracker:
         for index, (scope, entity, merchant_id, who), (flagged, score) in zip(
             range(len(subjects)), subjects, verdicts, strict=True
         ):
+            if not flagged and (not episodes or f"{scope}:{entity}" not in episodes):
+                continue  # normal, and no incident of its own: nothing to judge
             row = matrix[index].tolist()
             abnormal = flagged
             if scope == "terminal" and merchant_id in covered:
@@ -369,6 +369,65 @@ class IncidentTracker:
                 episode.scope, episode.entity, episode.merchant_id, [], _QUIET_ROW, False, 0.0, now
             )
         return bool(subjects or quiet)
+
+    def _windows(self, boundary: int) -> list[TerminalActivity]:
+        """Drop the slots that left the window at ``boundary`` and bring each terminal's
+        window sums up to date; the terminals with a non-empty window, sorted.
+
+        A window moves one slot per step: unless a slot entered or left it, or an event
+        was counted into it (``_changed``), a terminal's sums of the last step still
+        hold. Most terminals see no sale in a 15 s step, so most are not re-read.
+        """
+        last = boundary - self._lag_slots  # exclusive
+        first = last - self._window_slots
+        changed, self._changed = self._changed, set()
+        windowed: list[TerminalActivity] = []
+        terminals = self.terminals
+        for terminal_id in sorted(terminals):
+            activity = terminals[terminal_id]
+            slots = activity.slots
+            if activity.window_at == boundary - 1:
+                # Nothing before ``first - 1`` is left since that step (observe refuses it).
+                stale = slots.pop(first - 1, None) is not None
+                moved = stale or (last - 1) in slots or terminal_id in changed
+            else:  # not scored at the previous boundary (restored, new, or a jump)
+                old = [number for number in slots if number < first]
+                for number in old:
+                    del slots[number]
+                stale, moved = bool(old), True
+            if stale:
+                self.touched.add(SLOTS_PREFIX + terminal_id)
+            if not slots:
+                del terminals[terminal_id]
+                continue
+            if moved:
+                activity.take_window(boundary, last)
+            else:
+                activity.window_at = boundary
+            if activity.window_totals is not None:
+                windowed.append(activity)
+        return windowed
+
+    @staticmethod
+    def _feature_table(
+        windowed: list[TerminalActivity], by_merchant: dict[str, list[int]], merchants: list[str]
+    ) -> NDArray[np.float64]:
+        """The feature rows of every windowed terminal, then of every merchant (its
+        terminals' sums and latencies together)."""
+        terminals = len(windowed)
+        merchant_of = np.empty(terminals, dtype=np.intp)
+        for number, merchant_id in enumerate(merchants):
+            merchant_of[by_merchant[merchant_id]] = number
+        totals = np.array([a.window_totals for a in windowed], dtype=np.float64)
+        merchant_totals = np.zeros((len(merchants), COUNTERS))
+        np.add.at(merchant_totals, merchant_of, totals)
+        latencies = np.array([ms for a in windowed for ms in a.window_latencies], dtype=np.float64)
+        owners = np.repeat(np.arange(terminals), [len(a.window_latencies) for a in windowed])
+        return feature_rows(
+            np.concatenate((totals, merchant_totals)),
+            np.concatenate((latencies, latencies)),
+            np.concatenate((owners, terminals + merchant_of[owners])),
+        )
 
     def _firing(self, key: str) -> bool:
         episode = self.episodes.get(key)
@@ -469,6 +528,11 @@ class IncidentTracker:
                 incident_features=None if resolved else top,
             )
         )
+
+
+def _attempts_of(activity: TerminalActivity) -> int:
+    totals = activity.window_totals
+    return 0 if totals is None else totals[ATTEMPTS]
 
 
 _QUIET_ROW: Final = [0.0] * len(FEATURES)

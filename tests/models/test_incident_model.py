@@ -77,7 +77,8 @@ def test_params_round_trip_through_clone_and_set_params():
 
 
 @pytest.mark.parametrize(
-    "method", ["score_samples", "decision_function", "predict", "anomaly_score", "deviations"]
+    "method",
+    ["score_samples", "decision_function", "predict", "anomaly_score", "deviations", "judge"],
 )
 def test_scoring_before_fit_raises_not_fitted(method):
     with pytest.raises(NotFittedError):
@@ -144,6 +145,30 @@ def test_anomaly_score_in_unit_interval_monotone_and_half_at_threshold(model, no
     at_threshold = expit(-0.0 / ANOMALY_SCALE)
     assert at_threshold == 0.5
     assert anomaly[model.predict(rows) == -1].min() > 0.5 > anomaly[model.predict(rows) == 1].max()
+
+
+def test_judge_is_predict_and_anomaly_score_in_one_pass(model, normal):
+    rows = np.vstack(
+        [normal[:300], *(incident_rows(k, 30, np.random.default_rng(6)) for k in INCIDENT_KINDS)]
+    )
+    abnormal, anomaly = model.judge(rows)  # the tracker's float64 matrix: the short check
+    assert abnormal.tolist() == (model.predict(rows) == -1).tolist()
+    assert anomaly.tolist() == model.anomaly_score(rows).tolist()  # bit for bit
+    assert abnormal.any() and not abnormal.all()
+    listed = model.judge(rows.tolist())  # anything else: scikit-learn's full validation
+    assert listed[0].tolist() == abnormal.tolist() and listed[1].tolist() == anomaly.tolist()
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.full((1, len(FEATURES)), np.nan), "NaN"),
+        (np.zeros((1, len(FEATURES) - 1)), "features"),
+    ],
+)
+def test_judge_refuses_what_predict_refuses(model, bad, message):
+    with pytest.raises(ValueError, match=message):
+        model.judge(bad)
 
 
 def test_synthetic_incidents_detected_at_the_chosen_false_positive_rate(model, normal):
