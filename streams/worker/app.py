@@ -52,7 +52,7 @@ from streams.worker.batch_feed import Batch, BatchFeed
 from streams.worker.batch_send import NO_HEADERS, send_records
 from streams.worker.changelog_catch_up import STORE_URL as CATCH_UP_STORE_URL
 from streams.worker.event_order import EventTimeOrder, Routed
-from streams.worker.ingest import route
+from streams.worker.ingest import route_batch
 from streams.worker.partition_state import (
     INCIDENT_PREFIXES,
     Checkpoint,
@@ -212,21 +212,17 @@ def create_app(settings: Settings) -> faust.App:
                 source: Source = "terminal" if topic == settings.terminal_topic else "issuer"
                 partitions_of_topic = input_partitions(topic)
                 times: list[int] = []
-                results = [
-                    route(
-                        source,
-                        record.value,
-                        topic=topic,
-                        partition=partition,
-                        offset=record.offset,
-                        join_partitions=settings.partitions,
-                        input_partitions=partitions_of_topic,
-                        max_clock_skew=skew,
-                        counts=counts,
-                        times=times,
-                    )
-                    for record in batch.records
-                ]
+                results = route_batch(
+                    source,
+                    [(record.offset, record.value) for record in batch.records],
+                    topic=topic,
+                    partition=partition,
+                    join_partitions=settings.partitions,
+                    input_partitions=partitions_of_topic,
+                    max_clock_skew=skew,
+                    counts=counts,
+                    times=times,
+                )
                 routed = list(map(Routed, times, results, batch.records))
                 earlier = fresh.get(batch.tp)
                 if earlier is None:

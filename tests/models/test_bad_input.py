@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from models.events import IssuerAuthorization, TerminalRequest, Watermark
-from models.validation import MAX_MESSAGE_BYTES, Reason, Rejection, decode_event
+from models.instants import to_micros
+from models.validation import MAX_MESSAGE_BYTES, Reason, Rejection, decode_event, decode_events
 from tests.factories import encode, event
 
 SKEW = timedelta(seconds=120)
@@ -178,3 +179,31 @@ def test_transmitted_at_is_truncated_to_the_second_whatever_its_precision(
     result = decode_event("terminal", with_(transmitted_at=spelling), SKEW)
     assert isinstance(result, TerminalRequest)
     assert result.transmitted_at.astimezone(UTC).strftime("%H:%M:%S") == second
+
+
+def test_a_batch_decodes_each_message_as_it_would_alone() -> None:
+    """decode_events (the workers' ingest) skips the per-message PAN and fraction
+    searches when the batch's shape rules them out; every result must still be
+    decode_event's, whatever else is in the batch."""
+    fine = [
+        with_(),
+        with_("authorization"),
+        encode({"type": "watermark", "event_id": "w-1", "occurred_at": "2026-11-27T09:00:00Z"}),
+        with_(transmitted_at="2026-11-27T09:00:00.9999999Z"),  # nine digits: truncated
+    ]
+    for case in CASES:
+        if case.source != "terminal":
+            continue
+        for batch in ([case.raw], [*fine, case.raw], [case.raw, *fine]):
+            alone = [decode_event("terminal", raw, SKEW) for raw in batch]
+            together = decode_events("terminal", batch, SKEW)
+            assert [d.event for d in together] == alone, case.name
+    clean = decode_events("terminal", fine[:1] + fine[3:], SKEW)  # no PAN-like digit run
+    assert [d.event for d in clean] == [
+        decode_event("terminal", r, SKEW) for r in fine[:1] + fine[3:]
+    ]
+    request = clean[0]
+    assert isinstance(request.event, TerminalRequest)
+    assert request.occurred_us == to_micros(request.event.occurred_at)
+    assert request.transmitted_us == to_micros(request.event.transmitted_at)
+    assert clean[1].event.transmitted_at.astimezone(UTC).strftime("%S") == "00"  # type: ignore[union-attr]
