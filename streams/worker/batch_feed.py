@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 from faust.types import TP
 
-from streams.worker.handoff import SeekEpoch, hand_over
+from streams.worker.handoff import SeekEpoch, hand_over, rewind_uncommitted
 
 # Faust's flag name for "the consumer is fetching" (faust.transport.consumer).
 _CONSUMER_FETCHING = "C_FETCHING"
@@ -181,6 +181,7 @@ def install(consumer: Any, feeds: Iterable[BatchFeed]) -> None:
         await original_wait_empty()
 
     consumer.wait_empty = wait_empty
+    rewind_uncommitted(consumer)
     consumer._drain_messages = _drainer(consumer, by_topic.get, SeekEpoch(consumer))
 
 

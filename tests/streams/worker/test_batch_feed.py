@@ -151,6 +151,9 @@ class _FetchingConsumer:
         self.seeks += 1
         self._read_offset[A] = self.committed
 
+    async def seek_to_committed(self) -> dict[TP, int]:  # wrapped by install(), unused here
+        return {A: self.committed}
+
     async def seek(self, tp: TP, offset: int) -> None:
         self._read_offset[tp] = offset
 
@@ -167,6 +170,7 @@ def test_a_seek_while_the_feed_is_full_leaves_no_stale_read_offset() -> None:
             should_stop=False,
             monitor=SimpleNamespace(track_tp_end_offset=lambda tp, hw: None),
             topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+            conf=SimpleNamespace(consumer_auto_offset_reset="earliest"),
         )
         first, second = _records(A, range(10, 15)), _records(A, range(15, 20))
         consumer = _FetchingConsumer(app, [{A: first}, {A: second}], committed=10)

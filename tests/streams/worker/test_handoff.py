@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 from faust.transport.consumer import Consumer as FaustConsumer
@@ -132,3 +133,19 @@ def test_every_seek_moves_the_epoch_before_and_after() -> None:
     asyncio.run(consumer.perform_seek())
     asyncio.run(consumer.seek(P0, 3))
     assert epoch.value == 4
+
+
+def test_no_rewind_with_auto_offset_reset_latest() -> None:
+    """With ``latest`` a partition with nothing committed starts at its end: nothing to
+    read again, so rewind_uncommitted leaves the seek alone (the real broker's case, with
+    ``earliest``: tests/kafka/test_rewind_uncommitted.py)."""
+
+    async def seek_to_committed() -> dict[Any, int]:
+        return {}
+
+    consumer = SimpleNamespace(
+        app=SimpleNamespace(conf=SimpleNamespace(consumer_auto_offset_reset="latest")),
+        seek_to_committed=seek_to_committed,
+    )
+    handoff.rewind_uncommitted(consumer)
+    assert consumer.seek_to_committed is seek_to_committed
