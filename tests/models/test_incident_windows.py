@@ -129,8 +129,11 @@ def test_cached_windows_decide_as_summing_every_window_afresh(
 
 
 def test_the_property_sees_incidents_fire() -> None:
-    """The generated scripts are not all quiet: an incident fires and resolves."""
-    script = [([(0, 0, int(Step.TIMEOUT), 0, [], True)] * 3, 15)] + [([], 15)] * 12
+    """The comparison covers incidents: with this scorer and config, three timeouts
+    fire one, which resolves."""
+    timeouts: list[Event] = [(0, 0, int(Step.TIMEOUT), 0, [], True)] * 3
+    quiet: list[Event] = []
+    script = [(timeouts, 15)] + [(quiet, 15)] * 12
     result = run(IncidentTracker(Recorder(), CONFIG), script)
     assert [a.status.value for a in result["alerts"]] == ["firing", "resolved"]
     assert result["rows"] and result["rows"] == run(FromScratch(Recorder(), CONFIG), script)["rows"]
