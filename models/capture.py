@@ -41,9 +41,9 @@ from models.transaction import MAX_EVENTS
 from models.validation import (
     EXCESS_PRECISION,
     MAX_MESSAGE_BYTES,
-    SEVEN_DIGIT_FRACTION_SHAPE,
     Reason,
     Rejection,
+    block_scans,
     decode_event,
     validate,
 )
@@ -162,9 +162,7 @@ def feed_lines(
     went into ``reconciler``.
     """
     skew_us = round(max_clock_skew.total_seconds() * MICROS)
-    shape = pan.shape_of(b"\n".join(lines))
-    may_hold_pans = pan.may_contain_pan(b"", shape)
-    may_be_too_precise = SEVEN_DIGIT_FRACTION_SHAPE in shape
+    may_hold_pans, may_be_too_precise = block_scans(lines)
     decode = _TYPED_LINE.decode
     apply_valid = reconciler.apply_valid
     refused = _REFUSED

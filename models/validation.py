@@ -156,11 +156,17 @@ def decode_events(
     :func:`~models.pan.shape_of` (one pass at C speed); only the messages of a batch
     that might hold a card number or a nine-digit fraction are searched one by one.
     """
-    shape = pan.shape_of(b"\n".join(raws))
-    may_hold_pans = pan.may_contain_pan(b"", shape)
-    may_be_too_precise = SEVEN_DIGIT_FRACTION_SHAPE in shape
+    may_hold_pans, may_be_too_precise = block_scans(raws)
     skew_us = _skew_us(max_clock_skew)
     return [_decode(source, raw, skew_us, may_hold_pans, may_be_too_precise) for raw in raws]
+
+
+def block_scans(block: Sequence[bytes]) -> tuple[bool, bool]:
+    """Whether any message (or capture line) of ``block`` may hold a PAN, and whether any
+    may hold a fraction of seven digits or more: one :func:`~models.pan.shape_of` pass
+    for the whole block. False means no message needs that search."""
+    shape = pan.shape_of(b"\n".join(block))
+    return pan.may_contain_pan(b"", shape), SEVEN_DIGIT_FRACTION_SHAPE in shape
 
 
 def _skew_us(max_clock_skew: timedelta) -> int:
