@@ -328,7 +328,9 @@ class CpuMeter:
 
     ``others_cores`` (CPU seconds of everything that is not ours per wall second) is
     the neighbours' load; 1.0 means a whole core of the two was someone else's. Also
-    samples the 1-minute load average every few seconds.
+    samples the 1-minute load average every few seconds, and each process's cores used
+    every second (``timeline``: a worker that idles while it is behind shows there,
+    docs/PERFORMANCE.md "Idle while behind").
     """
 
     def __init__(self, pids: dict[str, int]) -> None:
@@ -338,6 +340,8 @@ class CpuMeter:
         self._start_busy = machine_busy_seconds()
         self._started = time.monotonic()
         self._loads: list[float] = [os.getloadavg()[0]]
+        self._timeline: dict[str, list[float]] = {name: [] for name in self.pids}
+        self._last_cpu = dict(self._start_cpu)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -345,12 +349,24 @@ class CpuMeter:
 
     def add(self, name: str, pid: int) -> None:
         """Count a process started after the meter (from zero CPU)."""
-        self.pids[name] = pid
+        # Its sampling state first: the sampling thread reads ``pids``.
         self._start_cpu[name] = 0.0
+        self._last_cpu[name] = 0.0
+        # Seconds before it started: nothing used.
+        self._timeline[name] = [0.0] * len(next(iter(self._timeline.values()), []))
+        self.pids[name] = pid
 
     def _sample(self) -> None:
-        while not self._stop.wait(5.0):
-            self._loads.append(os.getloadavg()[0])
+        ticks = 0
+        while not self._stop.wait(1.0):
+            ticks += 1
+            for name, pid in list(self.pids.items()):
+                cpu = _process_cpu_seconds(pid)
+                used = max(0.0, cpu - self._last_cpu[name]) if cpu else 0.0
+                self._last_cpu[name] = cpu or self._last_cpu[name]
+                self._timeline[name].append(round(used, 2))
+            if ticks % 5 == 0:
+                self._loads.append(os.getloadavg()[0])
 
     def stop(self) -> dict[str, Any]:
         """Stop and return the figures (call before the measured processes exit)."""
@@ -372,8 +388,18 @@ class CpuMeter:
             "others_cores": round(others / wall, 2) if wall else None,
             "load_average_1min_max": round(max(self._loads), 2),
             "load_average_at_end": load_average(),
+            "timeline_cores_per_second": self._timeline,
         }
         return self.result
+
+
+def seconds_nearly_idle(timeline: Sequence[float], busy: float = 0.5) -> int:
+    """Seconds a process used less than ``busy`` cores between its first and its last
+    busy second: how long a worker that had work waited for something."""
+    marks = [i for i, used in enumerate(timeline) if used >= busy]
+    if not marks:
+        return 0
+    return sum(1 for used in timeline[marks[0] : marks[-1] + 1] if used < busy)
 
 
 def _self_cpu_seconds() -> float:

@@ -72,6 +72,7 @@ from bench.stream_common import (  # noqa: E402
     local_broker,
     run_header,
     scratch_dir,
+    seconds_nearly_idle,
 )
 from models.config import ConfigError, DetectionConfig  # noqa: E402
 from models.final_states import ALERT_DECODER, firing_set  # noqa: E402
@@ -239,6 +240,12 @@ def run_worker(
                 one.stop(timeout=60)
         return result
     result["cpu"] = meter.stop()
+    timelines = result["cpu"]["timeline_cores_per_second"]
+    result["cpu"]["worker_seconds_nearly_idle"] = {
+        one_name: seconds_nearly_idle(timelines[one_name])
+        for one_name in timelines
+        if one_name != "broker"
+    }
     result["join"] = {one.name: join_batches(one) for one in group}
     exits = [one.interrupt() if prefix else one.stop(timeout=60) for one in group]
     result["exit_code"] = exits[0] if workers == 1 else exits
@@ -280,7 +287,8 @@ def run_worker(
         f"processing {result.get('seconds_first_rekeyed_to_last_checkpoint')} s = "
         f"{result.get('events_per_second_while_processing', 0):,.0f} msgs/s; "
         f"{len(alerts):,} alert records; CPU {result['cpu']['cpu_seconds']}, "
-        f"others {result['cpu']['others_cores']} cores"
+        f"others {result['cpu']['others_cores']} cores; seconds under half a core "
+        f"while working {result['cpu']['worker_seconds_nearly_idle']}"
     )
     return result
 
@@ -405,9 +413,18 @@ def main() -> int:
     parser.add_argument(
         "--batch-size", type=int, help="the workers' batch_size (default: the settings')"
     )
+    parser.add_argument(
+        "--fetch-max-wait",
+        type=float,
+        help="the workers' fetch_max_wait in seconds (default: the settings'; Faust's is 1.5)",
+    )
     args = parser.parse_args()
     # Worker settings other than the defaults, for every run.
-    tuned: dict[str, Any] = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    tuned: dict[str, Any] = {}
+    if args.batch_size is not None:
+        tuned["batch_size"] = args.batch_size
+    if args.fetch_max_wait is not None:
+        tuned["fetch_max_wait"] = args.fetch_max_wait
     capture, result = run_header(args)
     result["broker_jvm_options"] = list(BROKER_JVM_OPTIONS)
     with scratch_dir(args.keep) as scratch, local_broker(scratch) as broker:
@@ -427,6 +444,7 @@ def main() -> int:
             "produce_seconds": round(produced.seconds, 2),
             "partitions": {"input": alo.input_partitions, "join": alo.partitions},
             "batch_size": alo.batch_size,
+            "fetch_max_wait": alo.fetch_max_wait,
         }
         before = raw_baseline(alo)
         logs = scratch / "logs"

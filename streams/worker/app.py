@@ -52,6 +52,7 @@ from streams.worker.batch_feed import Batch, BatchFeed
 from streams.worker.batch_send import NO_HEADERS, send_records
 from streams.worker.changelog_catch_up import STORE_URL as CATCH_UP_STORE_URL
 from streams.worker.event_order import EventTimeOrder, Routed
+from streams.worker.fetch_wait import set_fetch_max_wait
 from streams.worker.ingest import route_batch
 from streams.worker.partition_state import (
     INCIDENT_PREFIXES,
@@ -192,6 +193,7 @@ def create_app(settings: Settings) -> faust.App:
     )
     join_feed = BatchFeed(app, [settings.repartition_topic], settings.batch_size)
     batch_feed.install(app.consumer, [ingest_feed, join_feed])
+    set_fetch_max_wait(app.consumer, settings.fetch_max_wait)
 
     async def send_dead(record: DeadLetter) -> None:
         metrics.rejected.labels(reason=str(record.reason)).inc()

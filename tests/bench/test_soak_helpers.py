@@ -1,10 +1,12 @@
-"""The memory soak's arithmetic and its chart (bench/alert_latency.py, bench/svg_chart.py)."""
+"""The benchmarks' arithmetic: the memory soak, its chart, idle seconds of a CPU timeline
+(bench/alert_latency.py, bench/svg_chart.py, bench/stream_common.py)."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 
 from bench.alert_latency import memory_summary
+from bench.stream_common import seconds_nearly_idle
 from bench.svg_chart import line_chart
 
 
@@ -37,3 +39,12 @@ def test_the_chart_is_well_formed_svg_with_both_series() -> None:
     assert len(lines) == 2
     assert len(lines[0].attrib["points"].split()) == 3  # every RSS sample
     assert len(lines[1].attrib["points"].split()) == 2  # the first has no per-transaction value
+
+
+def test_seconds_nearly_idle_counts_only_between_the_first_and_last_busy_second() -> None:
+    # Start-up and the end (nothing left to do) are not waiting; the 0.2 and the 0.0
+    # in between are.
+    timeline = [0.0, 0.1, 0.9, 0.2, 1.0, 0.0, 0.6, 0.1, 0.0]
+    assert seconds_nearly_idle(timeline) == 2
+    assert seconds_nearly_idle([0.0, 0.3]) == 0
+    assert seconds_nearly_idle(timeline, busy=0.95) == 0

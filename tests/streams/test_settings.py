@@ -30,11 +30,13 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     )
     settings = Settings.from_env(
         {"DEBITWATCH_CONFIG": str(path), "DEBITWATCH_APP_ID": "from-env",
-         "DEBITWATCH_GRACE": "90s", "DEBITWATCH_BATCH_WITHIN": "20ms"},
+         "DEBITWATCH_GRACE": "90s", "DEBITWATCH_BATCH_WITHIN": "20ms",
+         "DEBITWATCH_FETCH_MAX_WAIT": "200ms"},
     )  # fmt: skip
     assert (settings.partitions, settings.store, settings.app_id) == (8, "memory", "from-env")
     assert (settings.detection.match_window, settings.detection.grace) == (600.0, 90.0)
     assert settings.batch_within == pytest.approx(0.02)
+    assert settings.fetch_max_wait == pytest.approx(0.2)
     assert settings.repartition_topic == "from-env-events-by-merchant"
     assert settings.changelog_topics == ["from-env-txns-changelog"]
 
@@ -48,6 +50,8 @@ def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
         ({"DEBITWATCH_STORE": "redis"}, "store must be rocksdb or memory"),
         ({"DEBITWATCH_STANDBY_REPLICAS": "-1"}, "standby_replicas must be >= 0"),
         ({"DEBITWATCH_MATCH_WINDOW": "soon"}, "expected a duration"),
+        ({"DEBITWATCH_FETCH_MAX_WAIT": "0s"}, "fetch_max_wait must be > 0"),
+        ({"DEBITWATCH_FETCH_MAX_WAIT": "1m"}, "fetch_max_wait must be > 0 and <= 30"),
     ],
 )
 def test_bad_values_are_clear_errors(environ: dict[str, str], message: str) -> None:
