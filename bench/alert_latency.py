@@ -80,6 +80,7 @@ from bench.stream_common import (  # noqa: E402
     scratch_dir,
     vm_status,
 )
+from bench.stream_throughput import profiler_prefix, render_profile  # noqa: E402
 from models.config import DetectionConfig  # noqa: E402
 from streams.kafka_clients import partition_counts  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -424,6 +425,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--rss-every", type=float, default=60.0, help="RSS sample, seconds")
+    parser.add_argument(
+        "--pyinstrument",
+        type=Path,
+        help="run the worker under pyinstrument; text report here (latencies then include it)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     detection = DetectionConfig(
@@ -449,7 +455,14 @@ def main() -> int:
         settings = fresh_settings(broker, scratch / "state", "lat", detection=detection)
         create_topics(settings)
         group_coordinator_ready(settings)
-        worker = BenchWorker(settings, name="lat", log_dir=scratch / "logs", loglevel="info")
+        session = None if args.pyinstrument is None else scratch / "worker.pyisession"
+        worker = BenchWorker(
+            settings,
+            name="lat",
+            log_dir=scratch / "logs",
+            loglevel="info",
+            prefix=() if session is None else profiler_prefix(session),
+        )
         worker.start()
         try:
             ready, _ = worker.wait_for_line(READY, timeout=120)
@@ -460,7 +473,15 @@ def main() -> int:
             result["worker_alive_at_end"] = worker.alive
         finally:
             with contextlib.suppress(Exception):
-                worker.stop(timeout=60)
+                if session is None:
+                    worker.stop(timeout=60)
+                else:
+                    worker.interrupt()  # SIGINT: the profiler writes its session
+        if session is not None and args.pyinstrument is not None:
+            result["pyinstrument"] = {
+                "report": str(args.pyinstrument),
+                "self_time_by_package": render_profile(session, args.pyinstrument.resolve()),
+            }
     result["sent"] = {
         "events": traffic.events,
         "transactions": traffic.transactions,

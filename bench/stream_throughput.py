@@ -346,6 +346,12 @@ PACKAGES = (
 )
 
 
+def profiler_prefix(session: Path) -> list[str]:
+    """The interpreter command that runs a worker under pyinstrument (5 ms samples),
+    its session written to ``session`` when the worker gets SIGINT."""
+    return [PYINSTRUMENT, "-i", "0.005", "-r", "pyisession", "-o", str(session)]
+
+
 def render_profile(session: Path, text: Path) -> dict[str, float]:
     """Text reports of a pyinstrument session (``text``, and ``.full.txt`` with every
     frame) and the share of self time per package, from its pstats rendering."""
@@ -470,7 +476,7 @@ def main() -> int:
             report = args.pyinstrument.resolve()
             # One session per worker process: "{worker}" becomes its name (prof, prof-0, …).
             session = report.with_name(f"{report.stem}-{{worker}}.pyisession")
-            prefix = [PYINSTRUMENT, "-i", "0.005", "-r", "pyisession", "-o", str(session)]
+            prefix = profiler_prefix(session)
             profile = run_worker(
                 profiled,
                 broker,
