@@ -24,7 +24,8 @@ source's progress: the smallest over its input partitions (lanes) of the largest
 ``occurred_at`` seen from each, **events included** (``models/stream_time.py``), not
 only watermarks. With events flowing, a watermark behind the wall clock never closes a
 window: the events do. So the sender replays the rule: for each join partition (the
-events' merchants hashed as the worker does; 100 merchants of 5 terminals each) it
+events' merchants hashed as the worker does; by default 100 merchants of 5 terminals
+each, ``--terminals`` and ``--terminals-per-merchant`` for a sparser fleet) it
 records every message after which that partition's stream time went up, with the wall
 time it was sent. The closing message of
 an alert is the first of those past its ``window_closed_at``; latency = arrival of the
@@ -182,8 +183,33 @@ def event_bytes(sale: Sale, kind: str, occurred: float, event_id: str) -> bytes:
     return msgspec.json.encode(body)
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """Who sells: ``terminals`` terminals taking turns (sale n on terminal n mod
+    terminals), ``per_merchant`` consecutive terminals per merchant, ``cards`` cards
+    in turn. The default (500 terminals, 5 each, 20,000 cards) is dense: at 1,750 sales/s
+    each terminal sells 3.5 times a second, which makes the per-terminal state (the
+    incident windows, the paid-again lookups) far larger than a real terminal's."""
+
+    terminals: int = 500
+    per_merchant: int = 5
+    cards: int = 20_000
+
+    def terminal(self, number: int) -> str:
+        return f"T-{number % self.terminals:06d}"
+
+    def merchant(self, number: int) -> str:
+        return f"M-{number % self.terminals // self.per_merchant:05d}"
+
+
 async def send_traffic(
-    settings: Settings, rate: float, seconds: float, every: float, lag: float, traffic: Traffic
+    settings: Settings,
+    rate: float,
+    seconds: float,
+    every: float,
+    lag: float,
+    traffic: Traffic,
+    fleet: Fleet,
 ) -> Traffic:
     """Transactions at ``rate`` events/s and watermark rounds, for ``seconds``."""
     counts = partition_counts(settings, [settings.terminal_topic, settings.issuer_topic])
@@ -210,16 +236,16 @@ async def send_traffic(
                 break
             while next_sale <= now:
                 number = traffic.transactions
-                terminal = f"T-{number % 500:04d}"
+                terminal = fleet.terminal(number)
                 stan = stans.get(terminal, 0) + 1
                 stans[terminal] = stan
                 sale = Sale(
                     sent=next_sale,
                     terminal=terminal,
-                    merchant=f"M-{number % 500 // 5:03d}",
+                    merchant=fleet.merchant(number),
                     stan=f"{stan % 1_000_000:06d}",
                     anomaly=number % ANOMALY_EVERY == ANOMALY_EVERY - 1,
-                    card=f"tok_{number % 20_000}",
+                    card=f"tok_{number % fleet.cards}",
                     amount=1_000 + number % 9_000,
                 )
                 if sale.anomaly:
@@ -318,8 +344,15 @@ async def measure(
     traffic = Traffic(settings.partitions, settings.input_partitions)
     memory = asyncio.create_task(sample_memory(worker_pid, traffic, args.rss_every, stop))
     try:
+        fleet = Fleet(args.terminals, args.terminals_per_merchant, args.cards)
         await send_traffic(
-            settings, args.rate, args.seconds, args.watermark_every, args.watermark_lag, traffic
+            settings,
+            args.rate,
+            args.seconds,
+            args.watermark_every,
+            args.watermark_lag,
+            traffic,
+            fleet,
         )
         await asyncio.sleep(args.drain)  # alerts still on their way
     finally:
@@ -425,6 +458,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--rss-every", type=float, default=60.0, help="RSS sample, seconds")
+    parser.add_argument("--terminals", type=int, default=500, help="terminals (default 500)")
+    parser.add_argument("--terminals-per-merchant", type=int, default=5)
+    parser.add_argument("--cards", type=int, default=20_000)
     parser.add_argument(
         "--pyinstrument",
         type=Path,
@@ -446,6 +482,9 @@ def main() -> int:
             "seconds": args.seconds,
             "events_per_transaction": len(STEPS),
             "anomaly_every": ANOMALY_EVERY,
+            "terminals": args.terminals,
+            "terminals_per_merchant": args.terminals_per_merchant,
+            "cards": args.cards,
             "watermark_every_s": args.watermark_every,
             "watermark_lag_s": args.watermark_lag,
         },

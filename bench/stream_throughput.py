@@ -424,6 +424,10 @@ def main() -> int:
         type=float,
         help="the workers' fetch_max_wait in seconds (default: the settings'; Faust's is 1.5)",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        help="the workers' gc_threshold (default: the settings'; CPython's is 700,10,10)",
+    )
     args = parser.parse_args()
     # Worker settings other than the defaults, for every run.
     tuned: dict[str, Any] = {}
@@ -431,6 +435,8 @@ def main() -> int:
         tuned["batch_size"] = args.batch_size
     if args.fetch_max_wait is not None:
         tuned["fetch_max_wait"] = args.fetch_max_wait
+    if args.gc_threshold is not None:
+        tuned["gc_threshold"] = args.gc_threshold
     capture, result = run_header(args)
     result["broker_jvm_options"] = list(BROKER_JVM_OPTIONS)
     with scratch_dir(args.keep) as scratch, local_broker(scratch) as broker:
@@ -451,6 +457,7 @@ def main() -> int:
             "partitions": {"input": alo.input_partitions, "join": alo.partitions},
             "batch_size": alo.batch_size,
             "fetch_max_wait": alo.fetch_max_wait,
+            "gc_threshold": alo.gc_threshold,
         }
         before = raw_baseline(alo)
         logs = scratch / "logs"

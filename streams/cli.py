@@ -33,7 +33,7 @@ from models.final_states import ALERT_DECODER
 from models.incident_model_file import LoadedModel, ModelError
 from models.incident_scoring import load_scorer
 from models.truth import IncidentTruth, TruthRecord, decode_truth_line
-from streams import incident_report, report, train_cli
+from streams import gc_policy, incident_report, report, train_cli
 from streams.kafka_cli import add_kafka_parser
 from streams.kafka_tools_cli import add_parsers as add_kafka_tools
 from streams.replay import replay
@@ -101,6 +101,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     captures: list[Path] = args.captures
     _readable(captures)
     config = _config(args.config)
+    # The worker's collector policy (streams/gc_policy.py), with the worker's variable.
+    gc_policy.apply(os.environ.get("DEBITWATCH_GC_THRESHOLD") or gc_policy.DEFAULT_THRESHOLD)
     err = _console(stderr=True)
     show_bar = err.is_terminal and not args.quiet
     total = sum(path.stat().st_size for path in captures)

@@ -26,6 +26,8 @@ from models.config import (
     read_tables,
 )
 from models.deadlines import DeadlineConfig, deadline_config_from_mapping
+from streams.gc_policy import DEFAULT_THRESHOLD as DEFAULT_GC_THRESHOLD
+from streams.gc_policy import parse_threshold as parse_gc_threshold
 
 Guarantee = Literal["at_least_once"]
 StoreKind = Literal["rocksdb", "memory"]
@@ -70,6 +72,8 @@ class Settings:
     # it the partitions whose records are not yet consumed, so a long wait on quiet
     # partitions stalls the busy ones (streams/worker/fetch_wait.py). Faust fixes 1.5 s.
     fetch_max_wait: float = 0.05
+    # CPython's garbage collector thresholds in the worker (streams/gc_policy.py).
+    gc_threshold: str = DEFAULT_GC_THRESHOLD
     # Faust's standby copies of other workers' table partitions. 0: Faust reads standby
     # changelogs one record at a time, which cost two workers ~12 s of CPU each on the
     # 50k-transaction capture, while a new owner catches up from the changelog in bulk
@@ -88,6 +92,7 @@ class Settings:
             raise ConfigError("replication must be >= 1")
         if self.standby_replicas < 0:
             raise ConfigError("standby_replicas must be >= 0")
+        parse_gc_threshold(self.gc_threshold)  # a ConfigError if malformed
         if not 0 < self.fetch_max_wait <= 30:
             raise ConfigError("fetch_max_wait must be > 0 and <= 30 seconds")
         if self.processing_guarantee != "at_least_once":
