@@ -516,7 +516,7 @@ def main() -> int:
                     worker.stop(timeout=60)
                 else:
                     worker.interrupt()  # SIGINT: the profiler writes its session
-        if session is not None and args.pyinstrument is not None:
+        if session is not None:
             result["pyinstrument"] = {
                 "report": str(args.pyinstrument),
                 "self_time_by_package": render_profile(session, args.pyinstrument.resolve()),

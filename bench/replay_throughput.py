@@ -33,6 +33,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from streams import gc_policy  # noqa: E402
 from streams.replay import replay  # noqa: E402
 
 
@@ -118,6 +119,7 @@ def main() -> int:
     print(f"capture: {capture.name}, {len(lines):,} lines, {capture.stat().st_size:,} bytes")
 
     before = baselines(lines)
+    gc_policy.apply_for_replay()  # what `debitwatch replay` runs with
     with open(os.devnull, "wb") as sink:
         summary = replay([capture], sink)
     after = baselines(lines)

@@ -430,13 +430,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     # Worker settings other than the defaults, for every run.
-    tuned: dict[str, Any] = {}
-    if args.batch_size is not None:
-        tuned["batch_size"] = args.batch_size
-    if args.fetch_max_wait is not None:
-        tuned["fetch_max_wait"] = args.fetch_max_wait
-    if args.gc_threshold is not None:
-        tuned["gc_threshold"] = args.gc_threshold
+    tuned: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("batch_size", "fetch_max_wait", "gc_threshold")
+        if getattr(args, name) is not None
+    }
     capture, result = run_header(args)
     result["broker_jvm_options"] = list(BROKER_JVM_OPTIONS)
     with scratch_dir(args.keep) as scratch, local_broker(scratch) as broker:

@@ -101,8 +101,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     captures: list[Path] = args.captures
     _readable(captures)
     config = _config(args.config)
-    # The worker's collector policy (streams/gc_policy.py), with the worker's variable.
-    gc_policy.apply(os.environ.get("DEBITWATCH_GC_THRESHOLD") or gc_policy.DEFAULT_THRESHOLD)
+    try:
+        gc_policy.apply_for_replay()
+    except ConfigError as error:
+        raise CliError(f"$DEBITWATCH_GC_THRESHOLD: {error}", EXIT_CONFIG) from error
     err = _console(stderr=True)
     show_bar = err.is_terminal and not args.quiet
     total = sum(path.stat().st_size for path in captures)

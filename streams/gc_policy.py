@@ -16,6 +16,7 @@ CPython's behaviour (``DEBITWATCH_GC_THRESHOLD``).
 from __future__ import annotations
 
 import gc
+import os
 from typing import Final
 
 from models.config import ConfigError
@@ -46,3 +47,9 @@ def apply(threshold: str = DEFAULT_THRESHOLD, *, freeze: bool = False) -> None:
     if freeze:
         gc.collect()
         gc.freeze()
+
+
+def apply_for_replay() -> None:
+    """The policy of ``debitwatch replay`` (and of a benchmark timing it in-process):
+    the worker's variable ``DEBITWATCH_GC_THRESHOLD`` if set, else the default."""
+    apply(os.environ.get("DEBITWATCH_GC_THRESHOLD") or DEFAULT_THRESHOLD)

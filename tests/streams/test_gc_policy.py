@@ -38,3 +38,14 @@ def test_the_worker_setting_comes_from_the_environment() -> None:
     assert Settings().gc_threshold == gc_policy.DEFAULT_THRESHOLD
     with pytest.raises(ConfigError, match="gc_threshold"):
         Settings.from_env({"DEBITWATCH_GC_THRESHOLD": "often"})
+
+
+def test_replay_reads_the_workers_variable(
+    restored_gc: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEBITWATCH_GC_THRESHOLD", "900,9,9")
+    gc_policy.apply_for_replay()
+    assert gc.get_threshold() == (900, 9, 9)
+    monkeypatch.delenv("DEBITWATCH_GC_THRESHOLD")
+    gc_policy.apply_for_replay()
+    assert gc.get_threshold() == (50_000, 20, 100)

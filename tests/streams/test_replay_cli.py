@@ -7,6 +7,7 @@ script (what users run).
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import shutil
 import subprocess
@@ -263,6 +264,19 @@ def test_exit_codes(tmp_path: Path, args: list[str], code: int) -> None:
         for a in args
     ]
     assert main([*filled, "-q"] if filled[0] == "replay" else filled) == code
+
+
+def test_a_bad_gc_threshold_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = gc.get_threshold()
+    monkeypatch.setenv("DEBITWATCH_GC_THRESHOLD", "often")
+    capture_path = write(tmp_path, "c.jsonl", capture(list(GHOST)))
+    try:
+        assert main(["replay", str(capture_path), "-q"]) == EXIT_CONFIG
+    finally:
+        gc.set_threshold(*before)
+    assert "DEBITWATCH_GC_THRESHOLD" in capsys.readouterr().err
 
 
 def test_usage_error_exits_2() -> None:
